@@ -1,0 +1,119 @@
+"""The artifact folder a pipeline run leaves behind, and its loader.
+
+Layout (all safe formats, each file written atomically)::
+
+    manifest.json          format version, catalog root, encoders (name, version, dim), counts
+    items.parquet          the validated items, in model column order
+    users.parquet          the validated users, in model row order
+    interactions.parquet   interactions with their ``split`` (train / test)
+    embeddings.safetensors per table and modality: "<table>.<modality>" (n, d) float32 and
+                           "<table>.<modality>.present" (n,) uint8
+    model/                 the fused content model (model.safetensors + model.json)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from safetensors.numpy import load_file, save_file
+
+from fuserec.data.schema import Catalog
+from fuserec.encode import Encoder
+from fuserec.fuse.base import View
+from fuserec.io import write_json, write_with
+from fuserec.models.base import Recommender
+
+FORMAT_VERSION = 1
+
+
+def write_artifacts(folder: Path, catalog: Catalog, interactions: pd.DataFrame,
+                    encoded: dict[str, dict[str, Any]], encoders: dict[str, Encoder],
+                    model: Recommender, results: dict[str, Any] | None = None) -> Path:
+    """Write everything ``load_artifacts`` needs into ``folder`` and return it."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, frame in (("items", catalog.items), ("users", catalog.users),
+                        ("interactions", interactions)):
+        write_with(folder / f"{name}.parquet", lambda tmp, f=frame: f.to_parquet(tmp, index=False))
+    arrays: dict[str, np.ndarray] = {}
+    for table, views in encoded.items():
+        for modality, view in views.items():
+            arrays[f"{table}.{modality}"] = np.ascontiguousarray(view.vectors, dtype=np.float32)
+            arrays[f"{table}.{modality}.present"] = np.asarray(view.present, dtype=np.uint8)
+    write_with(folder / "embeddings.safetensors", lambda tmp: save_file(arrays, str(tmp)))
+    model.save(folder / "model")
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "created_unix": int(time.time()),
+        "catalog_root": str(Path(catalog.root).resolve()),
+        "encoders": {m: {"name": e.name, "version": e.version, "dim": e.dim}
+                     for m, e in encoders.items()},
+        "model": model.name,
+        "counts": {"items": len(catalog.items), "users": len(catalog.users),
+                   "interactions": len(interactions)},
+        "results": {k: results[k] for k in ("views", "validation") if results and k in results},
+    }
+    write_json(folder / "manifest.json", manifest)
+    return folder
+
+
+@dataclass
+class Artifacts:
+    """A loaded artifact folder."""
+
+    folder: Path
+    manifest: dict[str, Any]
+    items: pd.DataFrame
+    users: pd.DataFrame
+    interactions: pd.DataFrame
+    embeddings: dict[str, dict[str, View]]
+    model: Recommender
+
+    @property
+    def catalog_root(self) -> Path:
+        return Path(self.manifest["catalog_root"])
+
+    def item_index(self, item_id: str) -> int:
+        """Column of ``item_id`` in the model; raises KeyError naming the id."""
+        matches = np.flatnonzero(self.items["id"].to_numpy() == item_id)
+        if len(matches) == 0:
+            raise KeyError(f"unknown item id {item_id!r}")
+        return int(matches[0])
+
+    def user_index(self, user_id: str) -> int:
+        matches = np.flatnonzero(self.users["id"].to_numpy() == user_id)
+        if len(matches) == 0:
+            raise KeyError(f"unknown user id {user_id!r}")
+        return int(matches[0])
+
+
+def load_artifacts(folder: Path) -> Artifacts:
+    """Load an artifact folder written by :func:`write_artifacts` (no pickle involved)."""
+    folder = Path(folder)
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.exists():
+        raise FileNotFoundError(f"{folder} is not an artifact folder: manifest.json is missing")
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{folder}: artifact format {manifest.get('format_version')} is not "
+                         f"supported (expected {FORMAT_VERSION})")
+    raw = load_file(str(folder / "embeddings.safetensors"))
+    embeddings: dict[str, dict[str, View]] = {}
+    for key, value in raw.items():
+        if key.endswith(".present"):
+            continue
+        table, modality = key.split(".", 1)
+        embeddings.setdefault(table, {})[modality] = View(value, raw[f"{key}.present"].astype(bool))
+    return Artifacts(
+        folder=folder, manifest=manifest,
+        items=pd.read_parquet(folder / "items.parquet"),
+        users=pd.read_parquet(folder / "users.parquet"),
+        interactions=pd.read_parquet(folder / "interactions.parquet"),
+        embeddings=embeddings, model=Recommender.load(folder / "model"),
+    )

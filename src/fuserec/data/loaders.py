@@ -1,0 +1,274 @@
+"""Table loaders (CSV, JSONL/NDJSON, Parquet) and :func:`load_catalog`.
+
+Parsing problems are per record: a row with the wrong number of fields, a line that is not
+valid UTF-8 or not valid JSON becomes a :class:`~fuserec.data.validate.Rejection`; the other
+rows load normally.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fuserec.data.schema import ID, ITEM_ID, USER_ID, Catalog
+from fuserec.data.validate import (
+    SOURCE_ATTR,
+    TABLES,
+    Rejection,
+    ValidationLimits,
+    ValidationReport,
+    clean_id,
+    normalize_table,
+    validate_catalog,
+)
+
+CSV_EXTENSIONS = (".csv",)
+JSONL_EXTENSIONS = (".jsonl", ".ndjson")
+PARQUET_EXTENSIONS = (".parquet", ".pq")
+_DEFAULT_EXTENSIONS = (".csv", ".jsonl", ".parquet")
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_CSV_FIELD_LIMIT = 2**31 - 1
+
+
+def _record_label(row: dict[str, Any], table: str, fallback: str) -> str:
+    """The record's id if it has a clean one, else the fallback (``line N``)."""
+    if table == "interactions":
+        return fallback
+    rid = clean_id(row.get(ID))
+    if rid and not _SURROGATE.search(rid):
+        return rid
+    return fallback
+
+
+def _bad_field(row: dict[str, Any]) -> str | None:
+    """Name of the first field holding text that was not valid UTF-8, if any."""
+    for col, value in row.items():
+        if isinstance(value, str) and _SURROGATE.search(value):
+            return str(col)
+        if isinstance(value, list) and any(
+            isinstance(v, str) and _SURROGATE.search(v) for v in value
+        ):
+            return str(col)
+    return None
+
+
+def _read_csv(path: Path, table: str) -> tuple[list[dict[str, Any]], list[str], list[str],
+                                                list[Rejection]]:
+    rows: list[dict[str, Any]] = []
+    labels: list[str] = []
+    issues: list[Rejection] = []
+    old_limit = csv.field_size_limit()
+    csv.field_size_limit(_CSV_FIELD_LIMIT)
+    try:
+        with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
+            reader = csv.reader(fh)
+            try:
+                header = next(reader)
+            except StopIteration:
+                return [], [], [], []
+            columns = [
+                h.encode("utf-8", "surrogateescape").decode("utf-8", "replace").strip()
+                for h in header
+            ]
+            last_line = reader.line_num
+            while True:
+                start = last_line + 1
+                try:
+                    fields = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as exc:
+                    issues.append(Rejection(table, f"line {start}", f"malformed CSV row ({exc})"))
+                    last_line = reader.line_num
+                    continue
+                last_line = reader.line_num
+                label = f"line {start}"
+                if not fields:
+                    continue  # blank line
+                if len(fields) != len(columns):
+                    issues.append(Rejection(
+                        table, label,
+                        f"malformed CSV row: {len(fields)} fields, header has {len(columns)}",
+                    ))
+                    continue
+                row = dict(zip(columns, fields, strict=True))
+                bad = _bad_field(row)
+                if bad is not None:
+                    issues.append(Rejection(
+                        table, _record_label(row, table, label),
+                        f"not valid UTF-8 in field '{bad}'", field=bad,
+                    ))
+                    continue
+                rows.append(row)
+                labels.append(label)
+    finally:
+        csv.field_size_limit(old_limit)
+    return rows, labels, columns, issues
+
+
+def _read_jsonl(path: Path, table: str) -> tuple[list[dict[str, Any]], list[str], list[str],
+                                                  list[Rejection]]:
+    rows: list[dict[str, Any]] = []
+    labels: list[str] = []
+    issues: list[Rejection] = []
+    columns: dict[str, None] = {}
+    with open(path, "rb") as fh:
+        for n, raw in enumerate(fh, start=1):
+            label = f"line {n}"
+            if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            if not raw.strip():
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                issues.append(Rejection(
+                    table, label, f"line is not valid UTF-8 (byte {exc.start}: {exc.reason})"
+                ))
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as exc:
+                issues.append(Rejection(table, label, f"malformed JSON ({exc.msg}, column "
+                                                      f"{exc.colno})"))
+                continue
+            except RecursionError:
+                issues.append(Rejection(table, label, "malformed JSON (nested too deeply)"))
+                continue
+            if not isinstance(obj, dict):
+                issues.append(Rejection(
+                    table, label, f"expected a JSON object, got {type(obj).__name__}"
+                ))
+                continue
+            bad = _bad_field(obj)
+            if bad is not None:
+                issues.append(Rejection(
+                    table, _record_label(obj, table, label),
+                    f"not valid UTF-8 in field '{bad}' (lone surrogate)", field=bad,
+                ))
+                continue
+            for key in obj:
+                columns.setdefault(str(key), None)
+            rows.append({str(k): v for k, v in obj.items()})
+            labels.append(label)
+    return rows, labels, list(columns), issues
+
+
+def _read_parquet(path: Path, table: str) -> tuple[list[dict[str, Any]], list[str], list[str],
+                                                    list[Rejection]]:
+    import pyarrow.parquet as pq
+
+    try:
+        data = pq.read_table(path)
+    except Exception as exc:
+        raise ValueError(f"{path}: cannot read Parquet file ({exc})") from exc
+    columns = [str(c) for c in data.column_names]
+    rows: list[dict[str, Any]] = []
+    labels: list[str] = []
+    issues: list[Rejection] = []
+    for n, row in enumerate(data.to_pylist(), start=1):
+        label = f"row {n}"
+        decoded: dict[str, Any] = {}
+        bad = None
+        for key, value in row.items():
+            if isinstance(value, bytes):
+                try:
+                    value = value.decode("utf-8")
+                except UnicodeDecodeError:
+                    bad = bad or str(key)
+            decoded[str(key)] = value
+        bad = bad or _bad_field(decoded)
+        if bad is not None:
+            issues.append(Rejection(
+                table, _record_label(decoded, table, label),
+                f"not valid UTF-8 in field '{bad}'", field=bad,
+            ))
+            continue
+        rows.append(decoded)
+        labels.append(label)
+    return rows, labels, columns, issues
+
+
+def read_table(path: Path, table: str) -> tuple[pd.DataFrame, list[Rejection]]:
+    """Read one table (by extension: .csv, .jsonl/.ndjson, .parquet) and normalise it.
+
+    Returns the frame and the per-record parse problems. Raises ``ValueError`` naming the file
+    when a required column (``id``; ``user_id``/``item_id`` for interactions) is missing.
+    """
+    path = Path(path)
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r}; expected one of {', '.join(TABLES)}")
+    if not path.is_file():
+        raise FileNotFoundError(f"{table} table not found: {path}")
+    ext = path.suffix.lower()
+    if ext in CSV_EXTENSIONS:
+        rows, labels, columns, issues = _read_csv(path, table)
+    elif ext in JSONL_EXTENSIONS:
+        rows, labels, columns, issues = _read_jsonl(path, table)
+    elif ext in PARQUET_EXTENSIONS:
+        rows, labels, columns, issues = _read_parquet(path, table)
+    else:
+        raise ValueError(
+            f"{path}: unsupported table format {ext or '(no extension)'!r}; "
+            "use .csv, .jsonl, .ndjson or .parquet"
+        )
+    required = (USER_ID, ITEM_ID) if table == "interactions" else (ID,)
+    missing = [c for c in required if c not in columns]
+    if missing and (rows or columns):
+        names = ", ".join(repr(c) for c in missing)
+        raise ValueError(f"{path}: {table} table has no {names} column (columns: {columns})")
+    if not columns:
+        columns = list(required)
+    frame = pd.DataFrame(
+        {c: pd.Series([r.get(c) for r in rows], dtype=object) for c in columns},
+        index=pd.RangeIndex(len(rows)),
+    )
+    frame.attrs[SOURCE_ATTR] = labels
+    return normalize_table(frame, table), issues
+
+
+def _pick(root: Path, given: str | None, stem: str) -> Path | None:
+    if given is not None:
+        return root / given
+    for ext in _DEFAULT_EXTENSIONS:
+        candidate = root / f"{stem}{ext}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_catalog(
+    root: Path,
+    items: str = "items.csv",
+    users: str | None = None,
+    interactions: str | None = None,
+    limits: ValidationLimits | None = None,
+    progress: bool = True,
+) -> tuple[Catalog, ValidationReport]:
+    """Load and validate a catalog rooted at ``root``.
+
+    ``users``/``interactions`` default to the first existing ``users.{csv,jsonl,parquet}`` /
+    ``interactions.{csv,jsonl,parquet}``; when absent the table is empty (users are then implied
+    by the interactions). Returns the validated catalog and the full report (parse problems
+    first, then validation issues).
+    """
+    root = Path(root)
+    parse_issues: list[Rejection] = []
+    items_frame, issues = read_table(root / items, "items")
+    parse_issues += issues
+    frames: dict[str, pd.DataFrame] = {}
+    for table, given in (("users", users), ("interactions", interactions)):
+        path = _pick(root, given, table)
+        if path is None:
+            continue
+        frames[table], issues = read_table(path, table)
+        parse_issues += issues
+    catalog = Catalog(root=root, items=items_frame, **frames)
+    validated, report = validate_catalog(catalog, limits=limits, progress=progress)
+    return validated, ValidationReport(ok=dict(report.ok), issues=parse_issues + report.issues)

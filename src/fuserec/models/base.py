@@ -1,0 +1,134 @@
+"""The recommender extension point, shaped like implicit's: fit / recommend / similar_items.
+
+Users and items are addressed by row and column index of the interaction matrix
+(users x items, scipy.sparse CSR); mapping external ids to indices is the caller's job.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from safetensors.numpy import load_file, save_file
+
+from fuserec.fuse.base import View
+from fuserec.io import write_json, write_with
+from fuserec.registry import Registry
+
+
+class Recommender(ABC):
+    """Base class of every model. Subclasses implement ``fit``, ``score`` and state I/O."""
+
+    name: str
+    interactions: sp.csr_matrix | None = None
+
+    @abstractmethod
+    def fit(self, interactions: sp.csr_matrix,
+            item_features: Mapping[str, View] | None = None,
+            user_features: Mapping[str, View] | None = None) -> Recommender:
+        """Learn from a users x items matrix and optional per-modality content views."""
+
+    @abstractmethod
+    def score(self, user_ids: np.ndarray) -> np.ndarray:
+        """Scores (len(user_ids), n_items), higher is better."""
+
+    @abstractmethod
+    def item_vectors(self) -> np.ndarray:
+        """One vector per item, for ``similar_items`` and indexing."""
+
+    def recommend(self, user_ids: Sequence[int] | np.ndarray, k: int = 10,
+                  exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` item indices and scores per user, best first.
+
+        With ``exclude_seen`` the user's training items are never returned; rows are padded
+        with -1 / -inf when fewer than ``k`` items remain.
+        """
+        users = np.atleast_1d(np.asarray(user_ids, dtype=np.int64))
+        scores = self.score(users).astype(np.float32, copy=True)
+        if exclude_seen and self.interactions is not None:
+            seen = self.interactions[users]
+            rows = np.repeat(np.arange(len(users)), np.diff(seen.indptr))
+            scores[rows, seen.indices] = -np.inf
+        return top_k(scores, k)
+
+    def similar_items(self, item_ids: Sequence[int] | np.ndarray,
+                      k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` items most similar (cosine of item vectors) to each item, itself excluded."""
+        items = np.atleast_1d(np.asarray(item_ids, dtype=np.int64))
+        vecs = self.item_vectors()
+        norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+        unit = vecs / np.maximum(norms, 1e-12)
+        scores = unit[items] @ unit.T
+        scores[np.arange(len(items)), items] = -np.inf
+        return top_k(scores, k)
+
+    @abstractmethod
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Arrays for safetensors and a JSON-able config."""
+
+    @classmethod
+    @abstractmethod
+    def from_state(cls, arrays: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> Recommender:
+        """Rebuild a fitted model from :meth:`state`'s output."""
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``model.safetensors`` and ``model.json`` into ``folder`` (atomically)."""
+        folder = Path(folder)
+        arrays, config = self.state()
+        if self.interactions is not None:
+            m = self.interactions.tocsr()
+            arrays = {**arrays, "_seen.indptr": m.indptr.astype(np.int64),
+                      "_seen.indices": m.indices.astype(np.int64),
+                      "_seen.data": m.data.astype(np.float32)}
+            config = {**config, "_seen_shape": list(m.shape)}
+        arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+        write_with(folder / "model.safetensors", lambda tmp: save_file(arrays, str(tmp)))
+        write_json(folder / "model.json", {"model": self.name, **config})
+        return folder
+
+    @staticmethod
+    def load(folder: str | Path) -> Recommender:
+        """Load any saved model (the class is looked up by name in the registry)."""
+        folder = Path(folder)
+        config = json.loads((folder / "model.json").read_text())
+        arrays = load_file(str(folder / "model.safetensors"))
+        cls = MODELS.get(config["model"])
+        model = cls.from_state(arrays, config)
+        if "_seen_shape" in config:
+            model.interactions = sp.csr_matrix(
+                (arrays["_seen.data"], arrays["_seen.indices"], arrays["_seen.indptr"]),
+                shape=tuple(config["_seen_shape"]))
+        return model
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and values of the ``k`` largest entries per row, sorted descending."""
+    n_rows, n_cols = scores.shape
+    k_eff = min(k, n_cols)
+    if k_eff <= 0:
+        return np.empty((n_rows, 0), np.int64), np.empty((n_rows, 0), np.float32)
+    part = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
+    part_scores = np.take_along_axis(scores, part, 1)
+    order = np.argsort(-part_scores, axis=1, kind="stable")
+    idx = np.take_along_axis(part, order, 1)
+    vals = np.take_along_axis(part_scores, order, 1)
+    idx = np.where(np.isfinite(vals), idx, -1)
+    if k_eff < k:
+        idx = np.pad(idx, ((0, 0), (0, k - k_eff)), constant_values=-1)
+        vals = np.pad(vals, ((0, 0), (0, k - k_eff)), constant_values=-np.inf)
+    return idx.astype(np.int64), vals.astype(np.float32)
+
+
+class _ModelRegistry(Registry[Recommender]):
+    def get(self, name: str) -> type[Recommender]:
+        if name not in self:
+            raise KeyError(f"unknown model {name!r}; known: {', '.join(self.names())}")
+        return self._factories[name]  # type: ignore[return-value]
+
+
+MODELS = _ModelRegistry("model")
