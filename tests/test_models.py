@@ -5,7 +5,18 @@ import pytest
 import scipy.sparse as sp
 
 from fuserec.fuse import View
-from fuserec.models import MODELS, ContentCosine, Popularity, Recommender
+from fuserec.models import (
+    BPRMF,
+    MODELS,
+    VBPR,
+    ContentCosine,
+    FuseGraph,
+    FusionRecommender,
+    ItemKNN,
+    LightGCN,
+    Popularity,
+    Recommender,
+)
 
 # 6 users x 8 items: users 0-2 like the "even" items, users 3-5 the "odd" items, and the items
 # carry that structure in their content (text: one direction per group; image: noise).
@@ -34,10 +45,25 @@ def _data():
     return matrix, features
 
 
+_FAST = {"factors": 8, "seed": 0, "threads": 1}
+
 MODEL_FACTORIES = {
     "popularity": lambda: Popularity(),
     "content-cosine": lambda: ContentCosine(weights={"text": 1.0, "image": 0.1}),
+    "item-knn": lambda: ItemKNN(neighbors=20, shrink=0.0),
+    "bpr-mf": lambda: BPRMF(epochs=60, batch_size=64, lr=0.05, **_FAST),
+    "lightgcn": lambda: LightGCN(layers=2, epochs=60, batch_size=64, lr=0.05, **_FAST),
+    "vbpr": lambda: VBPR(content_factors=8, epochs=60, batch_size=64, lr=0.05, **_FAST),
+    "fusion": lambda: FusionRecommender(hidden=16, gate="mean", id_dropout=0.2, epochs=60,
+                                        batch_size=8, lr=0.02, **_FAST),
+    "fusegraph": lambda: FuseGraph(hidden=16, knn=3, epochs=60, batch_size=64, lr=0.02,
+                                   **_FAST),
 }
+# which known answer each model must give: the content fixture (items with no interactions,
+# ranked from content) or the collaborative checkerboard (plus its cold items for hybrids)
+CONTENT_ANSWER = {"content-cosine"}
+COLLABORATIVE = {"item-knn", "bpr-mf", "lightgcn", "vbpr", "fusion", "fusegraph"}
+COLD_FROM_CONTENT = {"content-cosine", "vbpr", "fusion", "fusegraph"}
 
 
 def test_every_registered_model_is_under_contract():
@@ -76,7 +102,7 @@ def test_known_answers(fitted):
     ids, _ = model.recommend(np.arange(N_USERS), k=2)
     if name == "popularity":
         assert ids[4, 0] == 0  # the most popular item, unseen by user 4
-    else:
+    elif name in CONTENT_ANSWER:
         ids, _ = model.recommend(np.arange(N_USERS), k=N_ITEMS)
         for u in range(N_USERS):  # every unseen item of the user's own group comes first
             seen = set(matrix[u].indices.tolist())
@@ -112,3 +138,77 @@ def test_user_own_content_is_used_when_there_is_no_history():
         matrix, features, user_features={"text": View(own, present)})
     ids, _ = model.recommend([5], k=4)
     assert all(i % 2 == 1 for i in ids[0])
+
+
+def test_fold_in_matches_fit_and_explanations_add_up():
+    matrix, features = _data()
+    model = ContentCosine().fit(matrix, features)
+    folded = model.fold_in(matrix[2])
+    np.testing.assert_allclose(folded[0], model.user_vector_matrix()[2], atol=1e-6)
+    parts = model.explain(folded[0], 4)
+    total = float(folded[0] @ model.item_vectors()[4])
+    assert set(parts) == {"text", "image"}
+    assert sum(parts.values()) == pytest.approx(total, abs=1e-6)
+
+
+# A checkerboard: 24 users and 16 items in two groups (parity); every user has most items of
+# their own group, none of the other; items 14 and 15 are cold (no interactions) but their
+# content (text) says which group they belong to.
+CB_USERS, CB_ITEMS, CB_COLD = 24, 16, (14, 15)
+
+
+def _checkerboard():
+    rng = np.random.default_rng(1)
+    rows, cols = [], []
+    for u in range(CB_USERS):
+        own = [i for i in range(CB_ITEMS) if i % 2 == u % 2 and i not in CB_COLD]
+        held = set(rng.choice(own, 2, replace=False).tolist())
+        for i in own:
+            if i not in held:
+                rows.append(u)
+                cols.append(i)
+    matrix = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)),
+                           shape=(CB_USERS, CB_ITEMS))
+    text = np.zeros((CB_ITEMS, 4), np.float32)
+    text[np.arange(CB_ITEMS), np.arange(CB_ITEMS) % 2] = 1.0
+    text += rng.normal(0, 0.05, text.shape).astype(np.float32)
+    image = rng.normal(size=(CB_ITEMS, 6)).astype(np.float32)
+    ones = np.ones(CB_ITEMS, bool)
+    return matrix, {"text": View(text, ones), "image": View(image, ones)}
+
+
+@pytest.mark.parametrize("name", sorted(COLLABORATIVE))
+def test_collaborative_known_answers(name):
+    matrix, features = _checkerboard()
+    model = MODEL_FACTORIES[name]().fit(matrix, item_features=features)
+    ids, _ = model.recommend(np.arange(CB_USERS), k=CB_ITEMS)
+    for u in range(CB_USERS):  # own-group unseen warm items come before other-group ones
+        warm = [i for i in ids[u].tolist() if i >= 0 and i not in CB_COLD]
+        own = [i for i in range(CB_ITEMS)
+               if i % 2 == u % 2 and i not in CB_COLD and not matrix[u, i]]
+        assert sorted(warm[: len(own)]) == own, (name, u, ids[u])
+        if name in COLD_FROM_CONTENT:  # a cold item of the own group beats the other one
+            ranked = ids[u].tolist()
+            mine, other = (14, 15) if u % 2 == 0 else (15, 14)
+            assert ranked.index(mine) < ranked.index(other), (name, u, ids[u])
+    similar, _ = model.similar_items([0, 1], k=3)
+    assert all(i % 2 == 0 for i in similar[0]) and all(i % 2 == 1 for i in similar[1]), similar
+
+
+def test_training_records_epochs_and_stops_early():
+    matrix, features = _checkerboard()
+    validation = sp.csr_matrix(matrix.shape, dtype=np.float32)
+    validation[0, 2] = 1.0
+    model = LightGCN(epochs=50, patience=2, batch_size=64, lr=0.05, **_FAST)
+    model.fit(matrix, validation=validation.tocsr())
+    assert 1 <= len(model.history) < 50
+    assert all(h["seconds"] >= 0 for h in model.history)
+    assert "val_recall@20" in model.history[0]
+    assert model.seconds_per_epoch > 0
+
+
+def test_training_is_reproducible_with_a_seed():
+    matrix, features = _checkerboard()
+    a = FusionRecommender(hidden=16, epochs=5, batch_size=8, **_FAST).fit(matrix, features)
+    b = FusionRecommender(hidden=16, epochs=5, batch_size=8, **_FAST).fit(matrix, features)
+    np.testing.assert_allclose(a.item_factors, b.item_factors, atol=1e-6)

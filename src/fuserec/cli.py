@@ -19,6 +19,7 @@ def demo(
     users: int = typer.Option(200, min=10, help="Users in the generated catalog."),
     seed: int = typer.Option(7, help="Seed of the generated catalog."),
     inject_errors: bool = typer.Option(True, help="Add a few broken records to show validation."),
+    cache: Path | None = typer.Option(None, help="Embedding cache folder (default OUT/cache)."),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
     """Generate the demo catalog, then validate, encode, fuse, recommend and evaluate it."""
@@ -26,7 +27,7 @@ def demo(
     from fuserec.pipeline import PipelineConfig, run_demo
 
     spec = DemoCatalogSpec(n_items=items, n_users=users, seed=seed, inject_errors=inject_errors)
-    results = run_demo(out, spec, PipelineConfig(progress=progress), console)
+    results = run_demo(out, spec, PipelineConfig(cache_dir=cache, progress=progress), console)
     if not results["fused_beats_every_view"]:
         console.print("[yellow]note: on this catalog the fused view did not beat every view")
 
@@ -74,6 +75,106 @@ def encoders() -> None:
     for name in ENCODERS.names():
         mark = f"  (default for {defaults[name]})" if name in defaults else ""
         console.print(f"{name}{mark}")
+
+
+@app.command()
+def serve(
+    artifacts: Path = typer.Option(..., exists=True, file_okay=False,
+                                   help="Artifact folder of a run, e.g. runs/demo/artifacts."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, min=1, max=65535, help="Port to listen on."),
+    token: str | None = typer.Option(None, envvar="FUSEREC_TOKEN",
+                                     help="Bearer token required by write endpoints "
+                                          "(feedback, new items)."),
+    index: str = typer.Option("faiss", help="Index: faiss (default), usearch or exact."),
+) -> None:
+    """Serve recommendations, search and the web page over HTTP (docs at /docs)."""
+    import uvicorn
+
+    from fuserec.serve import create_app
+
+    web = create_app(artifacts, token=token, index=index)
+    state = web.state.serving
+    console.print(f"serving {state.n_items} items and {len(state.users)} users from {artifacts}")
+    console.print(f"open [bold]http://{host}:{port}/[/] (API docs at http://{host}:{port}/docs)"
+                  + ("; write endpoints need the token" if token else ""))
+    uvicorn.run(web, host=host, port=port, log_level="warning")
+
+
+@app.command("models")
+def list_models() -> None:
+    """List the registered recommender models."""
+    from fuserec.models import MODELS
+
+    for name in MODELS.names():
+        console.print(name)
+
+
+@app.command(context_settings={"allow_extra_args": True})
+def evaluate(
+    ctx: typer.Context,
+    dataset: str = typer.Option(..., help="Dataset adapter: tiktok, matrices or movielens."),
+    data_dir: Path = typer.Option(..., exists=True, file_okay=False, help="The dataset folder."),
+    model: list[str] = typer.Option(["all"], help="Model name(s), or 'all'. Repeatable."),
+    k: list[int] = typer.Option([10, 20], help="Cut-offs, e.g. --k 10 20."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the results here."),
+    cache_dir: Path | None = typer.Option(None, help="Feature cache folder (MovieLens)."),
+    validation_fraction: float = typer.Option(
+        0.1, min=0.01, max=0.5, help="Share of each user's train items held out for early "
+        "stopping when the dataset has no validation split."),
+    seed: int = typer.Option(0, help="Seed of the carved validation split and of training."),
+    save_dir: Path | None = typer.Option(None, help="Save each fitted model here "
+                                         "(model.safetensors + model.json per model)."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """Train models on a benchmark dataset and report full-ranking Recall@k / NDCG@k."""
+    from rich.table import Table
+
+    from fuserec.data.adapters import load_dataset
+    from fuserec.evaluate.experiment import CONTENT_MODELS, run_model
+    from fuserec.io import write_json
+    from fuserec.models import MODELS
+
+    ks = sorted(set(k) | {int(a) for a in ctx.args if a.isdigit()})
+    unknown = [a for a in ctx.args if not a.isdigit()]
+    if unknown:
+        raise typer.BadParameter(f"unexpected arguments: {unknown}")
+    options = {"cache_dir": cache_dir, "progress": progress} if dataset == "movielens" else {}
+    data = load_dataset(dataset, data_dir, **options).with_validation(validation_fraction, seed)
+    console.print(data.summary())
+    names = MODELS.names() if model == ["all"] else model
+    if not data.item_features:
+        names = [n for n in names if n not in CONTENT_MODELS]
+    results = []
+    for name in names:
+        result = run_model(data, name, ks, {"seed": seed} if _takes_seed(name) else {},
+                           progress=progress, save_dir=save_dir)
+        result.pop("_model")
+        results.append(result)
+        console.print(f"{name}: " + ", ".join(f"{m} {v:.4f}" for m, v in result["metrics"].items())
+                      + f"  ({result['train_seconds']:.1f} s)")
+    table = Table(title=f"{data.name}: full ranking, train + validation items excluded")
+    table.add_column("model")
+    metric_names = list(results[0]["metrics"]) if results else []
+    for m in metric_names:
+        table.add_column(m, justify="right")
+    table.add_column("train s", justify="right")
+    table.add_column("s/epoch", justify="right")
+    for r in results:
+        table.add_row(r["model"], *(f"{r['metrics'][m]:.4f}" for m in metric_names),
+                      f"{r['train_seconds']:.1f}", str(r.get("seconds_per_epoch", "-")))
+    console.print(table)
+    if json_out:
+        write_json(json_out, results)
+        console.print(f"wrote {json_out}")
+
+
+def _takes_seed(name: str) -> bool:
+    import inspect
+
+    from fuserec.models import MODELS
+
+    return "seed" in inspect.signature(MODELS.get(name).__init__).parameters
 
 
 if __name__ == "__main__":

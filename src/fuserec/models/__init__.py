@@ -2,6 +2,15 @@
 
 from fuserec.models.base import MODELS, Recommender, top_k
 from fuserec.models.content import ContentCosine
+from fuserec.models.fusion import FusionRecommender
+from fuserec.models.graph import FuseGraph
+from fuserec.models.knn import ItemKNN
+from fuserec.models.lightgcn import LightGCN
+from fuserec.models.mf import BPRMF
 from fuserec.models.popularity import Popularity
+from fuserec.models.torch_base import EmbeddingRecommender, TorchRecommender
+from fuserec.models.vbpr import VBPR
 
-__all__ = ["MODELS", "Recommender", "ContentCosine", "Popularity", "top_k"]
+__all__ = ["MODELS", "BPRMF", "ContentCosine", "EmbeddingRecommender", "FuseGraph",
+           "FusionRecommender", "ItemKNN", "LightGCN", "Popularity", "Recommender",
+           "TorchRecommender", "VBPR", "top_k"]

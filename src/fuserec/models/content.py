@@ -80,7 +80,35 @@ class ContentCosine(Recommender):
         return self.fuser.combine(blocks)
 
     def score(self, user_ids: np.ndarray) -> np.ndarray:
-        return self._users[user_ids] @ self._items.T + _TIE_BREAK * self._pop
+        return self.score_vectors(self._users[user_ids])
+
+    def score_vectors(self, user_vectors: np.ndarray) -> np.ndarray:
+        """Scores of every item for arbitrary fused user vectors (e.g. from :meth:`fold_in`)."""
+        return np.atleast_2d(user_vectors) @ self._items.T + _TIE_BREAK * self._pop
+
+    def item_blocks(self) -> dict[str, np.ndarray]:
+        """Each modality's normalised item block, recovered from the fused item vectors."""
+        total = sum(self.fuser.weights.values())
+        out = {}
+        for m, sl in self.fuser.block_slices().items():
+            scale = np.sqrt(self.fuser.weights[m] / total)
+            out[m] = self._items[:, sl] / scale if scale > 0 else self._items[:, sl] * 0
+        return out
+
+    def fold_in(self, history: sp.csr_matrix,
+                user_features: Mapping[str, View] | None = None) -> np.ndarray:
+        """Fused vectors for users given as history rows (1 x n_items each) and own content.
+
+        This is how a new user, or a user with fresh feedback, is scored without retraining.
+        """
+        return self.user_vectors(sp.csr_matrix(history, dtype=np.float32), self.item_blocks(),
+                                 user_features)
+
+    def explain(self, user_vector: np.ndarray, item_idx: int) -> dict[str, float]:
+        """Each modality's additive contribution to ``score(user, item)``."""
+        item = self._items[item_idx]
+        return {m: float(np.dot(user_vector[sl], item[sl]))
+                for m, sl in self.fuser.block_slices().items()}
 
     def item_vectors(self) -> np.ndarray:
         return self._items

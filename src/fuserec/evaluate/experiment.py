@@ -1,0 +1,103 @@
+"""One experiment = a dataset + models + full-ranking metrics (the shape of a Cornac run).
+
+Every model trains on ``dataset.train`` (with ``dataset.validation`` for early stopping when
+it accepts one) and is scored on ``dataset.test`` over all items, with train and validation
+items excluded. The test split is never used for anything else.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from fuserec.data.adapters.base import Dataset
+from fuserec.evaluate.ranking import evaluate_ranking
+from fuserec.models.base import MODELS, Recommender
+
+CONTENT_MODELS = ("content-cosine", "vbpr", "fusion", "fusegraph")
+"""Models that read item content views."""
+
+# Hyperparameters per dataset, chosen on the validation split (see BENCHMARKS.md).
+TUNED: dict[str, dict[str, dict[str, Any]]] = {
+    "tiktok": {},
+    "movielens": {},
+}
+
+
+def model_params(dataset: str, model: str, overrides: Mapping[str, Any] | None = None) -> dict:
+    """Tuned hyperparameters for ``model`` on ``dataset`` (empty = the model's defaults)."""
+    params = dict(TUNED.get(dataset.removesuffix("-cold"), {}).get(model, {}))
+    params.update(overrides or {})
+    return params
+
+
+@contextmanager
+def excluding(model: Recommender, seen: sp.csr_matrix):
+    """Temporarily make ``model.recommend`` exclude ``seen`` (e.g. train + validation)."""
+    old = model.interactions
+    model.interactions = seen
+    try:
+        yield model
+    finally:
+        model.interactions = old
+
+
+def fit_model(model: Recommender, dataset: Dataset) -> float:
+    """Fit on the dataset's train split (validation for early stopping); returns seconds."""
+    kwargs: dict[str, Any] = {}
+    if dataset.item_features:
+        kwargs["item_features"] = dataset.item_features
+    if "validation" in inspect.signature(model.fit).parameters and dataset.validation is not None:
+        kwargs["validation"] = dataset.validation
+    t0 = time.perf_counter()
+    model.fit(dataset.train, **kwargs)
+    return time.perf_counter() - t0
+
+
+def run_model(dataset: Dataset, name: str, ks: Sequence[int] = (10, 20),
+              params: Mapping[str, Any] | None = None, progress: bool = False,
+              candidates: np.ndarray | None = None,
+              save_dir: str | Path | None = None) -> dict[str, Any]:
+    """Train ``name`` on ``dataset`` and score the test split.
+
+    With ``save_dir`` the fitted model is saved to ``save_dir/name`` (safetensors + JSON).
+
+    ``candidates`` restricts ranking to those items (the cold-start protocol ranks only the
+    held-out items). Returns ``{"dataset", "model", "metrics", "train_seconds", ...}``.
+    """
+    options = model_params(dataset.name, name, params)
+    if "progress" in inspect.signature(MODELS.get(name).__init__).parameters:
+        options.setdefault("progress", progress)
+    model = MODELS.create(name, **options)
+    if name in CONTENT_MODELS and not dataset.item_features:
+        raise ValueError(f"{name} needs item features; {dataset.name} has none")
+    seconds = fit_model(model, dataset)
+    seen = dataset.seen()
+    if candidates is not None:
+        keep = np.zeros(dataset.n_items, bool)
+        keep[candidates] = True
+        seen = sp.csr_matrix(seen + sp.csr_matrix(np.ones((dataset.n_users, 1), np.float32))
+                             @ sp.csr_matrix((~keep)[None, :].astype(np.float32)))
+    with excluding(model, seen):
+        metrics = evaluate_ranking(model, dataset.test, ks, progress=progress,
+                                   desc=f"scoring {name}")
+    result: dict[str, Any] = {"dataset": dataset.name, "model": name,
+                              "metrics": {k: v for k, v in metrics.items() if k != "users"},
+                              "users": metrics["users"], "train_seconds": round(seconds, 2)}
+    history = getattr(model, "history", None)
+    if history:
+        result["seconds_per_epoch"] = round(float(np.mean([h["seconds"] for h in history])), 3)
+        result["epochs"] = len(history)
+        result["best_epoch"] = int(getattr(model, "best_epoch", len(history)))
+    result["params"] = {k: v for k, v in options.items() if k != "progress"}
+    if save_dir is not None:
+        result["checkpoint"] = str(model.save(Path(save_dir) / name))
+    result["_model"] = model
+    return result

@@ -1,0 +1,104 @@
+"""Attribute filters over the item table, turned into the ``allow`` masks indexes take.
+
+A filter is written ``attr_year>=2000`` or ``year >= 2000`` (the ``attr_`` prefix is optional),
+``category==rock``, ``price<20``; operators are ``==``, ``!=``, ``>=``, ``<=``, ``>`` and ``<``.
+Numeric columns compare as numbers, the others as strings. Items whose value is missing never
+pass a filter on that attribute.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from fuserec.data.schema import ATTR_PREFIX
+
+OPERATORS = ("==", "!=", ">=", "<=", ">", "<")
+_PATTERN = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(==|!=|>=|<=|>|<|=)\s*(.*?)\s*$")
+
+
+class FilterError(ValueError):
+    """A filter that cannot be parsed or applied; the message says why."""
+
+
+@dataclass(frozen=True)
+class AttributeFilter:
+    """One comparison ``column op value`` on an ``attr_`` column of the item table."""
+
+    column: str
+    op: str
+    value: str
+
+    def mask(self, items: pd.DataFrame) -> np.ndarray:
+        """Boolean mask over the rows of ``items`` that pass this filter."""
+        if self.column not in items.columns:
+            known = ", ".join(c for c in items.columns if str(c).startswith(ATTR_PREFIX)) or "none"
+            raise FilterError(f"unknown attribute {self.column!r}; known attributes: {known}")
+        col = items[self.column]
+        numeric = pd.to_numeric(col, errors="coerce")
+        if self.op in (">=", "<=", ">", "<") or (numeric.notna().any()
+                                                  and col.map(_is_number_like).all()):
+            try:
+                target = float(self.value)
+            except ValueError:
+                if self.op in (">=", "<=", ">", "<"):
+                    raise FilterError(f"{self.column} {self.op} needs a number, got "
+                                      f"{self.value!r}") from None
+            else:
+                values = numeric.to_numpy(dtype=float)
+                with np.errstate(invalid="ignore"):
+                    out = _compare(values, self.op, target)
+                return out & ~np.isnan(values)
+        strings = col.astype("string").fillna("").to_numpy(dtype=object)
+        present = col.notna().to_numpy() & (strings != "")
+        eq = strings == self.value
+        return (eq if self.op == "==" else ~eq) & present
+
+    def __str__(self) -> str:
+        return f"{self.column}{self.op}{self.value}"
+
+
+def _is_number_like(value: object) -> bool:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return True
+    try:
+        float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _compare(values: np.ndarray, op: str, target: float) -> np.ndarray:
+    return {"==": values == target, "!=": values != target, ">=": values >= target,
+            "<=": values <= target, ">": values > target, "<": values < target}[op]
+
+
+def parse_filter(text: str) -> AttributeFilter:
+    """Parse ``"year>=2000"`` into an :class:`AttributeFilter` (``attr_`` is added if absent)."""
+    match = _PATTERN.match(text or "")
+    if not match or not match.group(3):
+        raise FilterError(f"cannot read filter {text!r}; write it like 'year>=2000' or "
+                          f"'category==rock' (operators: {' '.join(OPERATORS)})")
+    name, op, value = match.groups()
+    if op == "=":
+        op = "=="
+    column = name if name.startswith(ATTR_PREFIX) else ATTR_PREFIX + name
+    return AttributeFilter(column, op, value.strip("'\""))
+
+
+def parse_filters(texts: Iterable[str] | None) -> list[AttributeFilter]:
+    """Parse several filters (all must hold)."""
+    return [parse_filter(t) for t in texts or [] if t and t.strip()]
+
+
+def filter_mask(items: pd.DataFrame, filters: Iterable[AttributeFilter]) -> np.ndarray | None:
+    """The rows of ``items`` that pass every filter, or None when there are no filters."""
+    mask = None
+    for f in filters:
+        m = f.mask(items)
+        mask = m if mask is None else mask & m
+    return mask

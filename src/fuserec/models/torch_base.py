@@ -1,0 +1,314 @@
+"""Shared training machinery for the models learned in torch on the CPU.
+
+Every trained model ends as two matrices, user vectors and item vectors, and scores by their
+dot product; subclasses only say how the vectors are computed from parameters
+(:meth:`TorchRecommender.build` and :meth:`TorchRecommender.forward`). This class supplies:
+
+* two losses: ``"bpr"`` (Rendle et al.: mini-batches of (user, positive, sampled negative)
+  triples) and ``"softmax"`` (the multinomial likelihood of each user's items under a softmax
+  over the catalog with temperature ``temperature``; mini-batches of users, the full catalog as
+  candidates up to ``full_softmax_items`` items, beyond that the batch's positives plus
+  ``negatives`` uniformly sampled items: a sampled softmax),
+* Adam, L2 regularisation on the embeddings a batch touches,
+* early stopping on a validation matrix (Recall@``val_k`` with full ranking, training items
+  excluded), keeping the best epoch's vectors,
+* seeds, a Rich progress bar, and per-epoch timings (``history``: epoch, loss, seconds, metric).
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from abc import abstractmethod
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from fuserec.fuse.base import View
+from fuserec.fuse.normalize import ModalityNormalizer
+from fuserec.models.base import Recommender
+
+
+def sparse_tensor(m: sp.spmatrix) -> torch.Tensor:
+    """A scipy matrix as a torch sparse COO tensor (float32, coalesced)."""
+    m = m.tocoo()
+    idx = torch.from_numpy(np.vstack([m.row, m.col]).astype(np.int64))
+    return torch.sparse_coo_tensor(idx, torch.from_numpy(m.data.astype(np.float32)),
+                                   m.shape, check_invariants=False).coalesce()
+
+
+def normalized_adjacency(interactions: sp.csr_matrix) -> sp.csr_matrix:
+    """The symmetric normalised user-item bipartite adjacency D^-1/2 A D^-1/2 (LightGCN)."""
+    r = sp.csr_matrix(interactions, dtype=np.float32)
+    r.data[:] = 1.0
+    n_users, n_items = r.shape
+    a = sp.bmat([[None, r], [r.T, None]], format="csr", dtype=np.float32)
+    deg = np.asarray(a.sum(1)).ravel()
+    d = np.where(deg > 0, 1.0 / np.sqrt(np.maximum(deg, 1e-12)), 0.0).astype(np.float32)
+    return (sp.diags(d) @ a @ sp.diags(d)).tocsr()
+
+
+def content_matrix(item_features: Mapping[str, View] | None,
+                   modalities: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Each modality's item features centred and L2-normalised (absent rows are zero)."""
+    out = {}
+    for m in modalities or sorted(item_features or {}):
+        view = (item_features or {})[m]
+        norm = ModalityNormalizer("center").fit(view.vectors, view.present)
+        out[m] = norm.transform(view.vectors, view.present)
+    return out
+
+
+def ranking_metrics(user_vecs: np.ndarray, item_vecs: np.ndarray, seen: sp.csr_matrix,
+                    target: sp.csr_matrix, k: int = 20, batch: int = 2048,
+                    candidates: np.ndarray | None = None) -> dict[str, float]:
+    """Recall@k and NDCG@k of dot-product scores over users with target items (full ranking,
+    ``seen`` excluded; ``candidates`` restricts ranking to those items)."""
+    target = target.tocsr()
+    users = np.flatnonzero(np.diff(target.indptr) > 0)
+    items_t = torch.from_numpy(np.ascontiguousarray(item_vecs, dtype=np.float32))
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    recalls, ndcgs = [], []
+    for start in range(0, len(users), batch):
+        b = users[start:start + batch]
+        s = (torch.from_numpy(np.ascontiguousarray(user_vecs[b], dtype=np.float32)) @ items_t.T)
+        s = s.numpy()
+        sub = seen[b]
+        s[np.repeat(np.arange(len(b)), np.diff(sub.indptr)), sub.indices] = -np.inf
+        if candidates is not None:
+            mask = np.full(s.shape[1], -np.inf, np.float32)
+            mask[candidates] = 0.0
+            s = s + mask
+        kk = min(k, s.shape[1])
+        top = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
+        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(s, top, 1), axis=1), 1)
+        truth = target[b].toarray() > 0
+        hits = np.take_along_axis(truth, top, 1) & np.isfinite(np.take_along_axis(s, top, 1))
+        n_rel = truth.sum(1)
+        recalls.append(hits.sum(1) / n_rel)
+        dcg = (hits * discounts[:kk]).sum(1)
+        idcg = np.array([discounts[: min(kk, n)].sum() for n in n_rel])
+        ndcgs.append(dcg / idcg)
+    if not recalls:
+        return {f"recall@{k}": 0.0, f"ndcg@{k}": 0.0}
+    return {f"recall@{k}": float(np.concatenate(recalls).mean()),
+            f"ndcg@{k}": float(np.concatenate(ndcgs).mean())}
+
+
+class EmbeddingRecommender(Recommender):
+    """A model that scores by the dot product of user and item vectors."""
+
+    user_factors: np.ndarray | None = None
+    item_factors: np.ndarray | None = None
+
+    def score(self, user_ids: np.ndarray) -> np.ndarray:
+        return self.user_factors[user_ids] @ self.item_factors.T
+
+    def item_vectors(self) -> np.ndarray:
+        return self.item_factors
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """Constructor arguments, read back from attributes of the same name."""
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {n: getattr(self, n) for n in names}
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        arrays = {"user_factors": self.user_factors, "item_factors": self.item_factors}
+        return arrays, {"params": self.hyperparameters(),
+                        "history": getattr(self, "history", [])}
+
+    @classmethod
+    def from_state(cls, arrays: Mapping[str, np.ndarray],
+                   config: Mapping[str, Any]) -> EmbeddingRecommender:
+        model = cls(**config["params"])
+        model.user_factors = np.asarray(arrays["user_factors"])
+        model.item_factors = np.asarray(arrays["item_factors"])
+        model.history = list(config.get("history", []))
+        return model
+
+
+class TorchRecommender(EmbeddingRecommender):
+    """Base of the models trained with mini-batch gradient descent in torch."""
+
+    def __init__(self, factors: int = 64, epochs: int = 100, batch_size: int = 1024,
+                 lr: float = 1e-3, reg: float = 1e-4, loss: str = "softmax",
+                 temperature: float = 0.2, negatives: int = 4096,
+                 full_softmax_items: int = 50_000, patience: int = 10, eval_every: int = 1,
+                 val_k: int = 20, seed: int = 0, threads: int | None = 1,
+                 progress: bool = False) -> None:
+        if loss not in ("bpr", "softmax"):
+            raise ValueError(f"loss must be 'bpr' or 'softmax', not {loss!r}")
+        self.factors = factors
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.reg = reg
+        self.loss = loss
+        self.temperature = temperature
+        self.negatives = negatives
+        self.full_softmax_items = full_softmax_items
+        self.patience = patience
+        self.eval_every = eval_every
+        self.val_k = val_k
+        self.seed = seed
+        self.threads = threads
+        self.progress = progress
+        self.history: list[dict[str, float]] = []
+        self.best_epoch: int = 0
+
+    # -- what subclasses provide ---------------------------------------------------------
+    @abstractmethod
+    def build(self, interactions: sp.csr_matrix,
+              item_features: Mapping[str, View] | None) -> torch.nn.Module:
+        """Create the parameters (a module) for this matrix and these features."""
+
+    @abstractmethod
+    def forward(self, training: bool) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """All user vectors, all item vectors, and the ego embeddings to regularise."""
+
+    def on_epoch_start(self, epoch: int, rng: np.random.Generator) -> None:
+        """Hook for per-epoch work (e.g. resampling dropped edges)."""
+
+    def finalize(self, users: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Post-process the exported vectors (e.g. zero the ID part of items never seen)."""
+        return users, items
+
+    # -- training ------------------------------------------------------------------------
+    def fit(self, interactions: sp.csr_matrix, item_features: Mapping[str, View] | None = None,
+            user_features: Mapping[str, View] | None = None,
+            validation: sp.csr_matrix | None = None) -> TorchRecommender:
+        """Train; with ``validation``, stop early on its Recall@``val_k`` and keep the best."""
+        x = sp.csr_matrix(interactions, dtype=np.float32)
+        x.sum_duplicates()
+        x.data[:] = 1.0
+        x.eliminate_zeros()
+        self.interactions = x
+        old_threads = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        torch.manual_seed(self.seed)
+        rng = np.random.default_rng(self.seed)
+        try:
+            self.module = self.build(x, item_features)
+            self._train(x, validation, rng)
+        finally:
+            torch.set_num_threads(old_threads)
+        return self
+
+    def _export(self) -> tuple[np.ndarray, np.ndarray]:
+        self.module.eval()
+        with torch.no_grad():
+            u, i, _ = self.forward(training=False)
+        self.module.train()
+        return self.finalize(u.detach().numpy().astype(np.float32),
+                             i.detach().numpy().astype(np.float32))
+
+    def _train(self, x: sp.csr_matrix, validation: sp.csr_matrix | None,
+               rng: np.random.Generator) -> None:
+        opt = torch.optim.Adam(self.module.parameters(), lr=self.lr)
+        n_users, n_items = x.shape
+        active = np.flatnonzero(np.diff(x.indptr) > 0)
+        coo = x.tocoo()
+        pairs_u, pairs_i = coo.row.astype(np.int64), coo.col.astype(np.int64)
+        self.history = []
+        best, best_vecs, bad = -1.0, None, 0
+        columns = [TextColumn("[bold]{task.description}"), BarColumn(),
+                   TextColumn("{task.completed}/{task.total} {task.fields[info]}"),
+                   TimeElapsedColumn()]
+        with Progress(*columns, disable=not self.progress, transient=True) as bar:
+            task = bar.add_task(f"training {self.name}", total=self.epochs, info="")
+            for epoch in range(1, self.epochs + 1):
+                t0 = time.perf_counter()
+                self.on_epoch_start(epoch, rng)
+                total, n_batches = 0.0, 0
+                if self.loss == "bpr":
+                    order = rng.permutation(len(pairs_u))
+                    for start in range(0, len(order), self.batch_size):
+                        b = order[start:start + self.batch_size]
+                        neg = rng.integers(0, n_items, len(b))
+                        loss = self._bpr_step(pairs_u[b], pairs_i[b], neg)
+                        opt.zero_grad()
+                        loss.backward()
+                        opt.step()
+                        total += float(loss.detach())
+                        n_batches += 1
+                else:
+                    order = rng.permutation(active)
+                    for start in range(0, len(order), self.batch_size):
+                        b = order[start:start + self.batch_size]
+                        loss = self._softmax_step(x[b], b, rng)
+                        opt.zero_grad()
+                        loss.backward()
+                        opt.step()
+                        total += float(loss.detach())
+                        n_batches += 1
+                seconds = time.perf_counter() - t0
+                record: dict[str, float] = {"epoch": epoch, "loss": total / max(n_batches, 1),
+                                            "seconds": seconds}
+                if validation is not None and validation.nnz and epoch % self.eval_every == 0:
+                    u, i = self._export()
+                    metric = ranking_metrics(u, i, x, validation, self.val_k)
+                    record.update({f"val_{k}": v for k, v in metric.items()})
+                    value = metric[f"recall@{self.val_k}"]
+                    if value > best:
+                        best, best_vecs, bad, self.best_epoch = value, (u, i), 0, epoch
+                    else:
+                        bad += 1
+                self.history.append(record)
+                info = f"loss {record['loss']:.4f}"
+                if f"val_recall@{self.val_k}" in record:
+                    info += f" val R@{self.val_k} {record[f'val_recall@{self.val_k}']:.4f}"
+                bar.update(task, advance=1, info=info)
+                if best_vecs is not None and bad >= self.patience:
+                    break
+        if best_vecs is None:
+            best_vecs = self._export()
+            self.best_epoch = len(self.history)
+        self.user_factors, self.item_factors = best_vecs
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        """Mean wall-clock seconds of a training epoch (validation excluded)."""
+        return float(np.mean([h["seconds"] for h in self.history])) if self.history else 0.0
+
+    def _reg(self, tensors: list[torch.Tensor], batch: int) -> torch.Tensor:
+        return self.reg * sum((t ** 2).sum() for t in tensors) / (2 * batch)
+
+    def _bpr_step(self, users: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> torch.Tensor:
+        u_all, i_all, ego = self.forward(training=True)
+        u_t, p_t, n_t = (torch.from_numpy(a) for a in (users, pos, neg))
+        u, p, n = u_all[u_t], i_all[p_t], i_all[n_t]
+        diff = (u * p).sum(1) - (u * n).sum(1)
+        loss = -torch.nn.functional.logsigmoid(diff).mean()
+        ego_u, ego_i = ego[0], ego[1]
+        reg_terms = [ego_u[u_t], ego_i[p_t], ego_i[n_t]] + ego[2:]
+        return loss + self._reg(reg_terms, len(users))
+
+    def _softmax_step(self, rows: sp.csr_matrix, users: np.ndarray,
+                      rng: np.random.Generator) -> torch.Tensor:
+        u_all, i_all, ego = self.forward(training=True)
+        u_t = torch.from_numpy(users.astype(np.int64))
+        n_items = i_all.shape[0]
+        if n_items <= self.full_softmax_items:
+            cand = None
+            items = i_all
+            target = rows
+        else:
+            pos = np.unique(rows.indices)
+            extra = rng.integers(0, n_items, self.negatives)
+            cand = np.unique(np.concatenate([pos, extra]))
+            items = i_all[torch.from_numpy(cand)]
+            target = rows[:, cand]
+        logits = (u_all[u_t] @ items.T) / self.temperature
+        log_p = torch.log_softmax(logits, dim=1)
+        t = target.tocoo()
+        picked = log_p[torch.from_numpy(t.row.astype(np.int64)),
+                       torch.from_numpy(t.col.astype(np.int64))]
+        loss = -picked.sum() / len(users)
+        ego_u, ego_i = ego[0], ego[1]
+        reg_i = ego_i if cand is None else ego_i[torch.from_numpy(cand)]
+        return loss + self._reg([ego_u[u_t], reg_i] + ego[2:], len(users))

@@ -1,0 +1,442 @@
+"""The FastAPI application: recommendations, similar items, search, feedback, new items, media
+and the web page at ``/``. OpenAPI docs live at ``/docs``.
+
+>>> from fuserec.serve import create_app          # doctest: +SKIP
+>>> app = create_app("runs/demo/artifacts")       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fuserec.data.schema import AUDIO, IMAGES
+from fuserec.index.filters import AttributeFilter, FilterError, parse_filters
+from fuserec.serve.schemas import (
+    ErrorOut,
+    FeedbackIn,
+    FeedbackOut,
+    HealthOut,
+    ItemOut,
+    ItemsPage,
+    RecommendationsOut,
+    ScoredItem,
+    SearchOut,
+    SimilarOut,
+    UserDetailOut,
+    UserOut,
+    UsersPage,
+)
+from fuserec.serve.state import (
+    ServeError,
+    ServeLimits,
+    ServingState,
+    check_upload,
+    modality_of_file,
+)
+
+STATIC = Path(__file__).parent / "static"
+TOKEN_ENV = "FUSEREC_TOKEN"
+UPLOAD_FOLDER = "uploads"
+_CHUNK = 1 << 16
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut} for code in (400, 401, 404, 409, 413, 422)}
+
+
+def create_app(artifacts_dir: str | Path | None = None, token: str | None = None, *,
+               state: ServingState | None = None, index: str = "faiss",
+               index_config: Mapping[str, Any] | None = None,
+               encoders: Mapping[str, Any] | None = None,
+               limits: ServeLimits | None = None) -> FastAPI:
+    """Build the app over an artifact folder (or a ready :class:`ServingState`).
+
+    ``token`` (default: the ``FUSEREC_TOKEN`` environment variable; ``""`` for none) protects
+    the write endpoints: requests must carry ``Authorization: Bearer <token>``. ``encoders``
+    overrides the encoders named in the manifest (e.g. small fakes in tests).
+    """
+    if state is None:
+        if artifacts_dir is None:
+            raise ValueError("create_app needs an artifacts folder or a state")
+        state = ServingState.from_folder(artifacts_dir, index_kind=index,
+                                         index_config=index_config, encoders=encoders,
+                                         limits=limits)
+    if token is None:
+        token = os.environ.get(TOKEN_ENV) or None
+    token = token or None  # "" switches the check off, even when the variable is set
+    limits = state.limits
+    app = FastAPI(
+        title="fuserec",
+        version="0.1.0",
+        summary="Multimodal recommendations: text, image and audio content fused.",
+        description="Recommendations with explanations, similar items, search by text, image "
+                    "or audio, live feedback and new items. Write endpoints need "
+                    "`Authorization: Bearer <token>` when the server was started with a token.",
+        responses=_ERRORS,
+    )
+    app.state.serving = state
+    app.add_middleware(_BodyLimit, max_bytes=limits.max_request_bytes)
+    _install_error_handlers(app)
+
+    def require_token(request: Request) -> None:
+        if token is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
+                                                                 token.encode()):
+            raise _Unauthorized()
+
+    item_cache: dict[int, ItemOut] = {}  # items never change once added
+
+    def item_out(pos: int) -> ItemOut:
+        cached = item_cache.get(pos)
+        if cached is None:
+            rec = state.item_record(pos)
+            rec["images"] = [media_url(p) for p in rec["images"]]
+            rec["audio"] = [media_url(p) for p in rec["audio"]]
+            cached = item_cache[pos] = ItemOut(**rec)
+        return cached
+
+    def user_out(user_id: str) -> dict[str, Any]:
+        rec = state.user_record(user_id)
+        rec["images"] = [media_url(p) for p in rec["images"]]
+        rec["audio"] = [media_url(p) for p in rec["audio"]]
+        return rec
+
+    def scored(results: list[dict[str, Any]]) -> list[ScoredItem]:
+        return [ScoredItem(item=item_out(r["pos"]), score=round(r["score"], 6),
+                           explanation=r.get("explanation")) for r in results]
+
+    k_query = Query(10, ge=1, le=limits.max_k, description=f"How many items (1-{limits.max_k}).")
+    filter_query = Query(
+        [], alias="filter",
+        description="Attribute filters, all must hold: `year>=2000`, `category==rock`, "
+                    "`price<20`. Repeat the parameter for several.")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/health", response_model=HealthOut, tags=["service"])
+    async def health() -> HealthOut:
+        """Liveness, sizes, the index in use and what queries the catalog supports."""
+        ix = state.index
+        return HealthOut(
+            status="ok", items=state.n_items, users=len(state.users), model=state.model.name,
+            index={"kind": ix.name, "structure": getattr(ix, "built", None) or ix.name,
+                   "exact": bool(ix.exact), "vectors": ix.ntotal, "dim": ix.dim},
+            modalities=state.modalities,
+            attributes=[c[len("attr_"):] for c in state.attribute_columns],
+            text_fields=state.text_columns, write_requires_token=token is not None,
+            limits={"max_k": limits.max_k, "max_upload_bytes": limits.max_upload_bytes,
+                    "max_request_bytes": limits.max_request_bytes,
+                    "max_text_chars": limits.max_text_chars})
+
+    @app.get("/items", response_model=ItemsPage, tags=["items"])
+    async def list_items(offset: int = Query(0, ge=0),
+                         limit: int = Query(24, ge=1, le=200),
+                         filters: list[str] = filter_query) -> ItemsPage:
+        """Browse the catalog, optionally filtered by attributes."""
+        mask = state.allow_mask(_filters(filters))
+        positions = range(state.n_items) if mask is None else \
+            [int(p) for p in mask.nonzero()[0]]
+        page_pos = list(positions)[offset: offset + limit]
+        return ItemsPage(total=len(positions), offset=offset,
+                         items=[item_out(p) for p in page_pos])
+
+    @app.get("/items/{item_id}", response_model=ItemOut, tags=["items"])
+    async def get_item(item_id: str) -> ItemOut:
+        """One item with its text, attributes and media URLs."""
+        return item_out(state.position(item_id))
+
+    @app.get("/items/{item_id}/similar", response_model=SimilarOut, tags=["items"])
+    async def similar(item_id: str, k: int = k_query,
+                      filters: list[str] = filter_query) -> SimilarOut:
+        """Items nearest to this one in the fused content space."""
+        results = state.similar(item_id, k, _filters(filters))
+        return SimilarOut(item=item_out(state.position(item_id)), results=scored(results))
+
+    @app.get("/users", response_model=UsersPage, tags=["users"])
+    async def list_users(offset: int = Query(0, ge=0),
+                         limit: int = Query(50, ge=1, le=500)) -> UsersPage:
+        """Users of the catalog, then users created by feedback."""
+        ids = list(state.user_row) + [u for u in state.feedback if u not in state.user_row]
+        return UsersPage(total=len(ids), offset=offset,
+                         users=[UserOut(**user_out(u)) for u in ids[offset: offset + limit]])
+
+    @app.get("/users/{user_id}", response_model=UserDetailOut, tags=["users"])
+    async def get_user(user_id: str) -> UserDetailOut:
+        """A user, with some of the items they interacted with."""
+        if not state.has_user(user_id):
+            raise ServeError(f"there is no user with id {user_id!r}", 404)
+        liked = state.seen_positions(user_id)[:12]
+        return UserDetailOut(**user_out(user_id), liked=[item_out(int(p)) for p in liked])
+
+    @app.get("/users/{user_id}/recommendations", response_model=RecommendationsOut,
+             tags=["users"])
+    async def recommendations(
+        user_id: str, k: int = k_query,
+        diversity: float = Query(0.0, ge=0.0, le=1.0,
+                                 description="MMR trade-off: 0 = pure relevance, 1 = most "
+                                             "diverse."),
+        explain: bool = Query(False, description="Add why each item was recommended."),
+        filters: list[str] = filter_query,
+    ) -> RecommendationsOut:
+        """Top-k unseen items for a user (reflects feedback sent since the server started)."""
+        parsed = _filters(filters)
+        results = state.recommend(user_id, k, diversity, parsed, explain)
+        return RecommendationsOut(user_id=user_id, k=k, diversity=diversity,
+                                  filters=[str(f) for f in parsed], results=scored(results))
+
+    @app.post("/users/{user_id}/feedback", response_model=FeedbackOut, tags=["users"],
+              dependencies=[Depends(require_token)])
+    async def feedback(user_id: str, body: FeedbackIn) -> FeedbackOut:
+        """Record an interaction. The next recommendations fold it in, no retraining; an
+        unknown user id creates a new user."""
+        new_user = not state.has_user(user_id)
+        n = state.add_feedback(user_id, body.item_id, body.weight)
+        return FeedbackOut(user_id=user_id, item_id=body.item_id, n_feedback=n,
+                           new_user=new_user)
+
+    @app.post("/search", response_model=SearchOut, tags=["search"])
+    def search(text: str | None = Form(None, description="A text query."),
+               file: UploadFile | None = File(
+                   None, description="An image (jpg, png, webp, gif, bmp) or audio clip "
+                                     "(wav, flac, ogg, mp3)."),
+               k: int = Form(10, ge=1, le=limits.max_k),
+               filters: list[str] = Form([], alias="filter")) -> SearchOut:
+        """Items nearest to a text, an uploaded image or an uploaded audio clip (or several),
+        encoded by the same encoders as the catalog."""
+        parsed = _filters(filters)
+        query: dict[str, Any] = {}
+        if text and text.strip():
+            query["text"] = text.strip()
+        with tempfile.TemporaryDirectory(prefix="fuserec-search-") as tmp:
+            files = []
+            if file is not None and file.filename:
+                path, modality = _save_upload(file, Path(tmp), "query", limits)
+                files.append((path, modality))
+                query[modality] = file.filename
+            results = state.search(text, files, k, parsed)
+        return SearchOut(query=query, results=scored(results))
+
+    @app.post("/items", response_model=ItemOut, status_code=201, tags=["items"],
+              dependencies=[Depends(require_token)])
+    def add_item(item_id: str = Form(..., alias="id", description="A new, unique item id."),
+                 fields: str = Form("{}", description='JSON object of text fields and '
+                                                      'attributes, e.g. {"title": "Rain", '
+                                                      '"attr_year": 2024}.'),
+                 images: list[UploadFile] = File([], description="Image files."),
+                 audio: list[UploadFile] = File([], description="Audio files.")) -> ItemOut:
+        """Add an item while serving: its media are validated with the catalog's checks,
+        stored under the catalog root, encoded, fused and indexed."""
+        try:
+            parsed = json.loads(fields or "{}")
+        except json.JSONDecodeError as exc:
+            raise ServeError(f"fields must be a JSON object: {exc.msg}", 422) from None
+        if not isinstance(parsed, dict):
+            raise ServeError("fields must be a JSON object", 422)
+        parsed = {_field_name(state, str(k)): v for k, v in parsed.items()}
+        uploads = [(f, IMAGES, "image") for f in images if f.filename] + \
+                  [(f, AUDIO, "audio") for f in audio if f.filename]
+        if len(uploads) > limits.max_files_per_item:
+            raise ServeError(f"at most {limits.max_files_per_item} files per item", 422)
+        if item_id in state.item_pos:
+            raise ServeError(f"an item with id {item_id!r} already exists", 409)
+        folder_rel = f"{UPLOAD_FOLDER}/{_safe_name(item_id)}"
+        folder = state.catalog_root / folder_rel
+        media: dict[str, list[str]] = {IMAGES: [], AUDIO: []}
+        created = not folder.exists()
+        try:
+            for n, (up, column, expected) in enumerate(uploads):
+                path, modality = _save_upload(up, folder, f"{column}_{n}", limits)
+                if modality != expected:
+                    raise ServeError(f"{up.filename!r} was sent as {expected} but is "
+                                     f"{modality}", 422)
+                media[column].append(f"{folder_rel}/{path.name}")
+            state.add_item(item_id, parsed, media)
+        except BaseException:
+            if created and folder.exists():
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return item_out(state.position(item_id))
+
+    @app.get("/media/{path:path}", tags=["media"])
+    async def media(path: str) -> FileResponse:
+        """A media file of an item or user of the catalog (nothing else is reachable)."""
+        return FileResponse(state.media_file(path),
+                            headers={"Cache-Control": "public, max-age=3600"})
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> RedirectResponse:
+        return RedirectResponse("/static/favicon.svg")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def media_url(relative: str) -> str:
+    """The URL under which :func:`create_app` serves a catalog media path."""
+    return "/media/" + quote(relative)
+
+
+def _filters(texts: list[str]) -> list[AttributeFilter]:
+    try:
+        return parse_filters(texts)
+    except FilterError as exc:
+        raise ServeError(str(exc), 422) from None
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:g} MiB" if n >= 2**20 else f"{n} bytes"
+
+
+def _field_name(state: ServingState, key: str) -> str:
+    """Accept attributes with or without their ``attr_`` prefix."""
+    if key in state.text_columns or key in state.attribute_columns:
+        return key
+    return f"attr_{key}" if f"attr_{key}" in state.attribute_columns else key
+
+
+def _safe_name(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in text)[:128] or "item"
+
+
+def _save_upload(upload: UploadFile, folder: Path, stem: str,
+                 limits: ServeLimits) -> tuple[Path, str]:
+    """Stream an upload to ``folder/stem<ext>`` within the size limit and check it."""
+    name = upload.filename or ""
+    modality = modality_of_file(name)
+    if modality is None:
+        raise ServeError(f"{name!r} is not a supported file type; send an image (.jpg .jpeg "
+                         f".png .webp .gif .bmp) or audio (.wav .flac .ogg .mp3)", 415)
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"{stem}{Path(name).suffix.lower()}"
+    fd, tmp_name = tempfile.mkstemp(prefix=".upload.", suffix=final.suffix, dir=folder)
+    tmp = Path(tmp_name)
+    try:
+        size = 0
+        with os.fdopen(fd, "wb") as out:
+            while chunk := upload.file.read(_CHUNK):
+                size += len(chunk)
+                if size > limits.max_upload_bytes:
+                    raise ServeError(f"{name!r} is larger than the upload limit of "
+                                     f"{_size(limits.max_upload_bytes)}", 413)
+                out.write(chunk)
+        if size == 0:
+            raise ServeError(f"{name!r} is empty", 422)
+        check_upload(tmp, modality, limits)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return final, modality
+
+
+class _Unauthorized(ServeError):
+    def __init__(self) -> None:
+        super().__init__("this endpoint needs a token: send 'Authorization: Bearer <token>' "
+                         "(the token the server was started with)", 401)
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServeError)
+    async def serve_error(request: Request, exc: ServeError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return _error(exc.status, str(exc), headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"there is no endpoint {request.method} {request.url.path}; see /docs"
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}; see /docs"
+        return _error(exc.status_code, message, getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in exc.errors():
+            loc = [str(x) for x in err.get("loc", ())]
+            where = {"query": "query parameter", "path": "path parameter", "body": "body",
+                     "form": "form field"}.get(loc[0], loc[0]) if loc else "request"
+            name = ".".join(loc[1:])
+            msg = err.get("msg", "is invalid")
+            if err.get("type") == "missing":
+                msg = "is required"
+            parts.append(f"{where} {name!r}: {msg}" if name else f"{where}: {msg}")
+        return _error(422, "; ".join(parts) or "invalid request")
+
+
+class _BodyLimit:
+    """Refuse request bodies over ``max_bytes`` (by Content-Length, and while streaming)."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.max_bytes
+                except ValueError:
+                    too_big = False
+                if too_big:
+                    await self._refuse(send)
+                    return
+        seen = 0
+        started = False
+
+        async def counted_receive() -> dict:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge()
+            return message
+
+        async def tracked_send(message: dict) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, tracked_send)
+        except _TooLarge:
+            if not started:
+                await self._refuse(send)
+
+    async def _refuse(self, send: Callable) -> None:
+        response = _error(413, f"the request is larger than the limit of "
+                               f"{_size(self.max_bytes)}")
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": response.raw_headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+
+class _TooLarge(Exception):
+    pass

@@ -1,0 +1,123 @@
+"""Request and response models of the HTTP API (they also make the OpenAPI docs at /docs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ErrorOut(BaseModel):
+    """Every error: a message a person can act on, and the HTTP status."""
+
+    error: str = Field(examples=["there is no item with id 'item_9999'"])
+    status: int = Field(examples=[404])
+
+
+class ItemOut(BaseModel):
+    """An item of the catalog; media are URLs served by this app under ``/media/``."""
+
+    id: str
+    title: str
+    text: str = Field(description="The item's text fields joined, as the text encoder saw them.")
+    fields: dict[str, Any] = Field(default_factory=dict, description="Text fields by column.")
+    attributes: dict[str, Any] = Field(default_factory=dict,
+                                       description="Attributes (``attr_`` columns, prefix "
+                                                   "dropped); filter on them with ``filter``.")
+    images: list[str] = Field(default_factory=list)
+    audio: list[str] = Field(default_factory=list)
+
+
+class LikedItem(BaseModel):
+    id: str
+    title: str
+    similarity: float = Field(description="Cosine between this liked item and the recommended one.")
+
+
+class Explanation(BaseModel):
+    """Why an item was recommended."""
+
+    modalities: dict[str, float] = Field(
+        description="Each modality's additive contribution to the score (they sum to it, up to "
+                    "a tiny popularity tie-break).")
+    because_you_liked: list[LikedItem] = Field(
+        description="The user's items nearest to the recommended one.")
+    text: str = Field(description="The recommended item's text.")
+
+
+class ScoredItem(BaseModel):
+    item: ItemOut
+    score: float
+    explanation: Explanation | None = None
+
+
+class RecommendationsOut(BaseModel):
+    user_id: str
+    k: int
+    diversity: float
+    filters: list[str]
+    results: list[ScoredItem]
+
+
+class SimilarOut(BaseModel):
+    item: ItemOut
+    results: list[ScoredItem]
+
+
+class SearchOut(BaseModel):
+    query: dict[str, Any] = Field(description="What was searched: the text and/or the file's "
+                                              "modality and name.")
+    results: list[ScoredItem]
+
+
+class UserOut(BaseModel):
+    id: str
+    text: str = ""
+    images: list[str] = Field(default_factory=list)
+    audio: list[str] = Field(default_factory=list)
+    n_interactions: int = 0
+    n_feedback: int = 0
+    in_catalog: bool = True
+
+
+class UserDetailOut(UserOut):
+    liked: list[ItemOut] = Field(default_factory=list, description="Some of the user's items.")
+
+
+class ItemsPage(BaseModel):
+    total: int
+    offset: int
+    items: list[ItemOut]
+
+
+class UsersPage(BaseModel):
+    total: int
+    offset: int
+    users: list[UserOut]
+
+
+class FeedbackIn(BaseModel):
+    """One interaction: the user liked / bought / watched ``item_id``."""
+
+    item_id: str = Field(min_length=1, max_length=256, examples=["item_0003"])
+    weight: float = Field(1.0, gt=0, le=100, description="Strength of the interaction.")
+
+
+class FeedbackOut(BaseModel):
+    user_id: str
+    item_id: str
+    n_feedback: int = Field(description="Feedback interactions recorded for this user so far.")
+    new_user: bool = Field(description="True when this feedback created the user.")
+
+
+class HealthOut(BaseModel):
+    status: str
+    items: int
+    users: int
+    model: str
+    index: dict[str, Any]
+    modalities: list[str]
+    attributes: list[str]
+    text_fields: list[str]
+    write_requires_token: bool
+    limits: dict[str, Any]

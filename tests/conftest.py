@@ -1,0 +1,42 @@
+"""Shared fixtures: the real encoders, each loaded once per test session.
+
+Tests that use them should be marked ``@pytest.mark.slow``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+@pytest.fixture(scope="session")
+def text_encoder():
+    """The real MiniLM text encoder (default precision)."""
+    from fuserec.encode import get_encoder
+
+    return get_encoder("minilm")
+
+
+@pytest.fixture(scope="session")
+def image_encoder() -> Iterator:
+    """The real EfficientNet-Lite0 image encoder."""
+    from fuserec.encode import get_encoder
+
+    enc = get_encoder("efficientnet-lite0")
+    yield enc
+    enc.close()
+
+
+@pytest.fixture(scope="session")
+def audio_encoder() -> Iterator:
+    """The real librosa audio encoder (two worker processes)."""
+    from fuserec.encode import get_encoder
+
+    enc = get_encoder("librosa", workers=2)
+    yield enc
+    enc.close()
