@@ -34,7 +34,7 @@ from fuserec.models.torch_base import EmbeddingRecommender, ranking_metrics
 MODELS = ["popularity", "item-knn", "bpr-mf", "lightgcn", "vbpr", "content-cosine", "fusion",
           "fusegraph"]
 COLD_MODELS = ["popularity", "content-cosine", "vbpr", "fusion", "fusegraph"]
-ALS_GRID = {"factors": [64, 128], "regularization": [0.01, 0.1], "alpha": [1.0, 4.0]}
+ALS_GRID = {"factors": [32, 64, 128], "regularization": [0.1], "alpha": [1.0, 4.0, 16.0]}
 
 
 class ALSReference(EmbeddingRecommender):
@@ -49,12 +49,14 @@ class ALSReference(EmbeddingRecommender):
 
     def fit(self, interactions: sp.csr_matrix, item_features=None, user_features=None):
         from implicit.cpu.als import AlternatingLeastSquares
+        from threadpoolctl import threadpool_limits
 
         self.interactions = sp.csr_matrix(interactions, dtype=np.float32)
         model = AlternatingLeastSquares(factors=self.factors, regularization=self.regularization,
                                         alpha=self.alpha, iterations=self.iterations,
                                         random_state=self.seed, num_threads=1)
-        model.fit(self.interactions, show_progress=False)
+        with threadpool_limits(1, "blas"):
+            model.fit(self.interactions, show_progress=False)
         self.user_factors = np.asarray(model.user_factors, np.float32)
         self.item_factors = np.asarray(model.item_factors, np.float32)
         return self

@@ -7,6 +7,7 @@ import scipy.sparse as sp
 from fuserec.fuse import View
 from fuserec.models import (
     BPRMF,
+    EASE,
     MODELS,
     VBPR,
     ContentCosine,
@@ -51,6 +52,7 @@ MODEL_FACTORIES = {
     "popularity": lambda: Popularity(),
     "content-cosine": lambda: ContentCosine(weights={"text": 1.0, "image": 0.1}),
     "item-knn": lambda: ItemKNN(neighbors=20, shrink=0.0),
+    "ease": lambda: EASE(l2=1.0),
     "bpr-mf": lambda: BPRMF(epochs=60, batch_size=64, lr=0.05, **_FAST),
     "lightgcn": lambda: LightGCN(layers=2, epochs=60, batch_size=64, lr=0.05, **_FAST),
     "vbpr": lambda: VBPR(content_factors=8, epochs=60, batch_size=64, lr=0.05, **_FAST),
@@ -62,7 +64,7 @@ MODEL_FACTORIES = {
 # which known answer each model must give: the content fixture (items with no interactions,
 # ranked from content) or the collaborative checkerboard (plus its cold items for hybrids)
 CONTENT_ANSWER = {"content-cosine"}
-COLLABORATIVE = {"item-knn", "bpr-mf", "lightgcn", "vbpr", "fusion", "fusegraph"}
+COLLABORATIVE = {"item-knn", "ease", "bpr-mf", "lightgcn", "vbpr", "fusion", "fusegraph"}
 COLD_FROM_CONTENT = {"content-cosine", "vbpr", "fusion", "fusegraph"}
 
 

@@ -126,6 +126,9 @@ def evaluate(
     save_dir: Path | None = typer.Option(None, help="Save each fitted model here "
                                          "(model.safetensors + model.json per model)."),
     progress: bool = typer.Option(True, help="Show progress bars."),
+    report: Path | None = typer.Option(
+        None, help="Also write a full report (Markdown + HTML: beyond-accuracy metrics, user "
+        "groups, modality ablation, MMR trade-off) into this folder."),
 ) -> None:
     """Train models on a benchmark dataset and report full-ranking Recall@k / NDCG@k."""
     from rich.table import Table
@@ -146,10 +149,11 @@ def evaluate(
     if not data.item_features:
         names = [n for n in names if n not in CONTENT_MODELS]
     results = []
+    fitted = {}
     for name in names:
         result = run_model(data, name, ks, {"seed": seed} if _takes_seed(name) else {},
                            progress=progress, save_dir=save_dir)
-        result.pop("_model")
+        fitted[name] = result.pop("_model")
         results.append(result)
         console.print(f"{name}: " + ", ".join(f"{m} {v:.4f}" for m, v in result["metrics"].items())
                       + f"  ({result['train_seconds']:.1f} s)")
@@ -167,6 +171,67 @@ def evaluate(
     if json_out:
         write_json(json_out, results)
         console.print(f"wrote {json_out}")
+    if report:
+        from fuserec.evaluate.study import StudyConfig, data_from_dataset, run_study
+        from fuserec.evaluate.study_report import render_study
+
+        study = run_study(data_from_dataset(data, source=str(data_dir)),
+                          StudyConfig(ks=tuple(ks), models=tuple(names), seed=seed,
+                                      model_params={r["model"]: r.get("params", {})
+                                                    for r in results}),
+                          fitted=fitted, log=lambda msg: console.print(f"[dim]{msg}"))
+        page = render_study(study, report)
+        console.print(f"wrote {page} and {report / 'report.md'}")
+
+
+@app.command("report")
+def report_command(
+    artifacts: Path = typer.Option(..., exists=True, file_okay=False,
+                                   help="Artifact folder of a run, e.g. runs/demo/artifacts."),
+    out: Path | None = typer.Option(None, help="Report folder (default: ARTIFACTS/../report)."),
+    model: list[str] = typer.Option(
+        ["popularity", "item-knn", "bpr-mf", "content-cosine"],
+        help="Models to compare (repeatable); 'all' for every registered model."),
+    k: list[int] = typer.Option([10, 20], help="Cut-offs; the first one is plotted."),
+    split: str = typer.Option("given", help="given (the split saved with the artifacts), "
+                              "random, leave-last-out or time."),
+    test_fraction: float = typer.Option(0.2, min=0.0, max=0.9,
+                                        help="Test share for --split random / time."),
+    lambdas: str = typer.Option("0,0.1,0.2,0.3,0.5,0.7,0.9",
+                                help="MMR λ values of the accuracy-diversity curve."),
+    tune: bool = typer.Option(True, help="Tune hyperparameters on a validation split."),
+    cold_items: float = typer.Option(0.15, min=0.0, max=0.9,
+                                     help="Share of items held out for the cold-item section "
+                                          "(0 to skip)."),
+    seed: int = typer.Option(0, help="Seed of splits, tuning and training."),
+) -> None:
+    """Recompute every evaluation from an artifact folder and write report.md + report.html."""
+    from fuserec.evaluate.study import StudyConfig, data_from_artifacts, run_study
+    from fuserec.evaluate.study_report import render_study
+    from fuserec.models import MODELS
+
+    # temporal splits hold out validation the same way (the interactions just before test)
+    options: dict[str, object] = {}
+    if split == "random":
+        options = {"test_fraction": test_fraction, "seed": seed}
+    elif split == "time":
+        options = {"test_fraction": test_fraction, "validation_fraction": 0.1 if tune else 0.0}
+    elif split == "leave-last-out":
+        options = {"n_test": 1, "n_validation": 1 if tune else 0}
+    try:
+        data = data_from_artifacts(artifacts, split, options)
+        lams = tuple(float(x) for x in lambdas.split(",") if x.strip())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    names = tuple(MODELS.names()) if model == ["all"] else tuple(model)
+    config = StudyConfig(ks=tuple(k), models=names, lambdas=lams, tune=tune,
+                         cold_item_fraction=cold_items, seed=seed)
+    study = run_study(data, config, log=lambda msg: console.print(f"[dim]{msg}"))
+    target = out or artifacts.resolve().parent / "report"
+    page = render_study(study, target)
+    best = max(study["models"], key=lambda n: study["models"][n]["metrics"][f"ndcg@{k[0]}"])
+    console.print(f"best model by NDCG@{k[0]}: [bold]{best}[/]")
+    console.print(f"wrote [bold]{page}[/], {target / 'report.md'} and {target / 'study.json'}")
 
 
 def _takes_seed(name: str) -> bool:

@@ -133,6 +133,8 @@ def run_pipeline(catalog_root: Path, out: Path, config: PipelineConfig | None = 
     _print_summary(results, console, k)
     console.print(f"\nwrote [bold]{out / 'report.md'}[/], {out / 'results.json'}, "
                   f"{out / 'report.png'} and artifacts in {artifacts}")
+    console.print(f"full evaluation report (models, diversity, cold start, ablation): "
+                  f"[bold]fuserec report --artifacts {artifacts}[/]")
     return results
 
 

@@ -69,6 +69,10 @@ class SentenceEncoder(Encoder):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import torch
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        # the pipeline draws its own progress bars; the library's weight-loading bar is noise
+        hf_logging.disable_progress_bar()
 
         self.name = name
         self.model_path = Path(model_path) if model_path is not None else default_model_path()

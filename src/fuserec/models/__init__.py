@@ -2,6 +2,7 @@
 
 from fuserec.models.base import MODELS, Recommender, top_k
 from fuserec.models.content import ContentCosine
+from fuserec.models.ease import EASE
 from fuserec.models.fusion import FusionRecommender
 from fuserec.models.graph import FuseGraph
 from fuserec.models.knn import ItemKNN
@@ -11,6 +12,6 @@ from fuserec.models.popularity import Popularity
 from fuserec.models.torch_base import EmbeddingRecommender, TorchRecommender
 from fuserec.models.vbpr import VBPR
 
-__all__ = ["MODELS", "BPRMF", "ContentCosine", "EmbeddingRecommender", "FuseGraph",
+__all__ = ["MODELS", "BPRMF", "EASE", "ContentCosine", "EmbeddingRecommender", "FuseGraph",
            "FusionRecommender", "ItemKNN", "LightGCN", "Popularity", "Recommender",
            "TorchRecommender", "VBPR", "top_k"]

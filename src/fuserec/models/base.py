@@ -42,11 +42,15 @@ class Recommender(ABC):
         """One vector per item, for ``similar_items`` and indexing."""
 
     def recommend(self, user_ids: Sequence[int] | np.ndarray, k: int = 10,
-                  exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                  exclude_seen: bool = True, diversity: float = 0.0,
+                  diversity_vectors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` item indices and scores per user, best first.
 
         With ``exclude_seen`` the user's training items are never returned; rows are padded
-        with -1 / -inf when fewer than ``k`` items remain.
+        with -1 / -inf when fewer than ``k`` items remain. ``diversity`` > 0 re-ranks a larger
+        relevance-ranked pool with maximal marginal relevance (λ in [0, 1], see
+        :mod:`fuserec.models.rerank`) over ``diversity_vectors`` (default: the model's
+        :meth:`item_vectors`; pass content embeddings for models whose vectors are latent).
         """
         users = np.atleast_1d(np.asarray(user_ids, dtype=np.int64))
         scores = self.score(users).astype(np.float32, copy=True)
@@ -54,7 +58,13 @@ class Recommender(ABC):
             seen = self.interactions[users]
             rows = np.repeat(np.arange(len(users)), np.diff(seen.indptr))
             scores[rows, seen.indices] = -np.inf
-        return top_k(scores, k)
+        if diversity <= 0.0:
+            return top_k(scores, k)
+        from fuserec.models.rerank import mmr_batch, pool_size
+
+        vectors = self.item_vectors() if diversity_vectors is None else diversity_vectors
+        pool_ids, pool_scores = top_k(scores, pool_size(k, scores.shape[1]))
+        return mmr_batch(pool_ids, pool_scores, vectors, k, diversity)
 
     def similar_items(self, item_ids: Sequence[int] | np.ndarray,
                       k: int = 10) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,8 @@ Three parts, all trained end to end:
    graph, with random edge dropout each epoch (a regulariser in the spirit of FREEDOM's
    degree-sensitive edge pruning).
 
-User vector: the propagated user; item vector: propagated item + ``h_i``. Trained with BPR or a
+User vector: the propagated user; item vector: propagated item + ``h_i`` (plus, with
+``item_bias``, a learned per-item bias as one more dimension). Trained with BPR or a
 softmax over the catalog; items never seen in training keep their content and graph parts.
 """
 
@@ -69,10 +70,12 @@ def sym_normalize(a: sp.spmatrix) -> sp.csr_matrix:
 
 
 class _Graph(torch.nn.Module):
-    def __init__(self, n_users: int, n_items: int, dim: int, tower: ContentTower) -> None:
+    def __init__(self, n_users: int, n_items: int, dim: int, tower: ContentTower,
+                 item_bias: bool) -> None:
         super().__init__()
         self.users = torch.nn.Parameter(torch.randn(n_users, dim) * 0.1)
         self.items = torch.nn.Parameter(torch.randn(n_items, dim) * 0.1)
+        self.bias = torch.nn.Parameter(torch.zeros(n_items, 1)) if item_bias else None
         self.tower = tower
 
 
@@ -84,7 +87,8 @@ class FuseGraph(TorchRecommender):
 
     def __init__(self, factors: int = 64, layers: int = 2, item_layers: int = 1,
                  knn: int = 10, hidden: int = 256, gate: str = "attention",
-                 content_weight: float = 1.0, edge_dropout: float = 0.1, epochs: int = 200,
+                 content_weight: float = 1.0, edge_dropout: float = 0.1,
+                 item_bias: bool = False, epochs: int = 200,
                  batch_size: int = 2048, lr: float = 5e-3, reg: float = 1e-4,
                  loss: str = "bpr", temperature: float = 0.2, negatives: int = 4096,
                  full_softmax_items: int = 50_000, patience: int = 10, eval_every: int = 1,
@@ -99,6 +103,7 @@ class FuseGraph(TorchRecommender):
         self.gate = gate
         self.content_weight = content_weight
         self.edge_dropout = edge_dropout
+        self.item_bias = item_bias
 
     def build(self, interactions: sp.csr_matrix,
               item_features: Mapping[str, View] | None) -> torch.nn.Module:
@@ -115,7 +120,7 @@ class FuseGraph(TorchRecommender):
         self._coo = interactions.tocoo()
         self._adj = sparse_tensor(normalized_adjacency(interactions))
         tower = ContentTower(item_features, self.factors, self.hidden, self.gate)
-        return _Graph(n_users, n_items, self.factors, tower)
+        return _Graph(n_users, n_items, self.factors, tower, self.item_bias)
 
     def on_epoch_start(self, epoch: int, rng: np.random.Generator) -> None:
         if self.edge_dropout <= 0:
@@ -133,4 +138,9 @@ class FuseGraph(TorchRecommender):
         side = item_ego
         for _ in range(self.item_layers):
             side = torch.sparse.mm(self._item_graph, side)
-        return h[: self._n_users], h[self._n_users:] + side, [m.users, m.items]
+        users, items = h[: self._n_users], h[self._n_users:] + side
+        if m.bias is not None:  # exported as one more dimension: user 1 · item bias
+            users = torch.cat([users, torch.ones(users.shape[0], 1)], 1)
+            items = torch.cat([items, m.bias], 1)
+            return users, items, [m.users, torch.cat([m.items, m.bias], 1)]
+        return users, items, [m.users, m.items]

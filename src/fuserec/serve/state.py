@@ -48,6 +48,7 @@ from fuserec.fuse.base import View
 from fuserec.fuse.normalize import l2_normalize
 from fuserec.index import DEFAULT_INDEX, VectorIndex, build_index
 from fuserec.index.filters import AttributeFilter, filter_mask
+from fuserec.models.rerank import mmr  # the one MMR implementation (also used by evaluate)
 
 MODALITY_OF_MEDIA = {IMAGES: "image", AUDIO: "audio"}
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
@@ -555,34 +556,3 @@ def _plain(value: Any) -> Any:
         if isinstance(value, float) and math.isnan(value):
             return None
     return value
-
-
-def mmr(candidates: np.ndarray, relevance: np.ndarray, vectors: np.ndarray, k: int,
-        diversity: float) -> tuple[np.ndarray, np.ndarray]:
-    """Maximal marginal relevance re-ranking.
-
-    Greedily picks ``argmax (1 - diversity) * rel_i - diversity * max_{j picked} cos(i, j)``
-    where ``rel`` is the candidates' relevance rescaled to [0, 1]; returns positions and their
-    original relevance scores. ``diversity=0`` keeps the relevance order.
-    """
-    keep = candidates >= 0
-    cand, rel = candidates[keep], relevance[keep].astype(np.float64)
-    if len(cand) == 0:
-        return cand, rel.astype(np.float32)
-    span = rel.max() - rel.min()
-    rel01 = (rel - rel.min()) / span if span > 0 else np.ones_like(rel)
-    unit = l2_normalize(vectors[cand]).astype(np.float64)
-    sims = unit @ unit.T
-    chosen: list[int] = []
-    max_sim = np.full(len(cand), -np.inf)
-    available = np.ones(len(cand), bool)
-    for _ in range(min(k, len(cand))):
-        penalty = np.where(np.isfinite(max_sim), max_sim, 0.0)
-        value = (1 - diversity) * rel01 - diversity * penalty
-        value[~available] = -np.inf
-        best = int(np.argmax(value))
-        chosen.append(best)
-        available[best] = False
-        max_sim = np.maximum(max_sim, sims[best])
-    idx = np.asarray(chosen)
-    return cand[idx], rel[idx].astype(np.float32)
