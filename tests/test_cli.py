@@ -10,7 +10,8 @@ def test_validate_command_reports_broken_records(tmp_path):
     root = generate_demo_catalog(tmp_path / "cat", DemoCatalogSpec(n_items=12, n_users=6, seed=1),
                                  progress=False)
     report = tmp_path / "report.json"
-    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["validate", str(root), "--report", str(report),
+    runner = CliRunner(env={"COLUMNS": "200"})
+    result = runner.invoke(app, ["validate", str(root), "--report", str(report),
                                       "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "broken_audio" in result.output

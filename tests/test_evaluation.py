@@ -442,3 +442,17 @@ def test_evaluate_command_writes_a_report(tmp_path):
     assert "diversity@5" in study["models"]["popularity"]["metrics"]
     assert study["fingerprint"]["combined"]
     assert "Model comparison" in (out / "report.html").read_text()
+
+
+def test_study_without_content_views_still_reports(tmp_path):
+    from dataclasses import replace
+
+    ds, _ = _toy()
+    study = run_study(StudyData(replace(ds, item_features={})),
+                      StudyConfig(ks=(5,), models=("popularity", "content-cosine"),
+                                  tune=False, cold_item_fraction=0.0))
+    assert list(study["models"]) == ["popularity"]
+    assert study["config"]["skipped_models"] == ["content-cosine"]
+    assert not study["tradeoff"] and not study["ablation"]
+    assert "diversity@5" not in study["models"]["popularity"]["metrics"]
+    assert "Model comparison" in render_study(study, tmp_path).read_text()

@@ -67,7 +67,8 @@ def test_rerun_computes_nothing_twice(demo_run, tmp_path):
 
 def test_cli_demo_prints_the_table_and_where_output_went(demo_run, tmp_path):
     out, _ = demo_run
-    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["demo", "--out", str(tmp_path), "--items", "150",
+    runner = CliRunner(env={"COLUMNS": "200"})
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path), "--items", "150",
                                       "--users", "80", "--seed", "11", "--cache",
                                       str(out / "cache"), "--no-progress"])
     assert result.exit_code == 0, result.output

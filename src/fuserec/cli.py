@@ -14,20 +14,30 @@ console = Console()
 
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("runs/demo"), help="Folder for the catalog, report and artifacts."),
+    out: Path = typer.Option(Path("runs/demo"),
+                             help="Folder for the catalog, report and artifacts."),
     items: int = typer.Option(300, min=20, help="Items in the generated catalog."),
     users: int = typer.Option(200, min=10, help="Users in the generated catalog."),
     seed: int = typer.Option(7, help="Seed of the generated catalog."),
     inject_errors: bool = typer.Option(True, help="Add a few broken records to show validation."),
     cache: Path | None = typer.Option(None, help="Embedding cache folder (default OUT/cache)."),
     progress: bool = typer.Option(True, help="Show progress bars."),
+    describe: bool = typer.Option(True, help="Run describe + the consistency router."),
+    llm: str = typer.Option("smollm2", help="LLM backend for describe (smollm2, llama-cpp, "
+                            "openai) or 'none' for template texts only."),
+    llm_items: int = typer.Option(2, min=0, help="Items (the first ones, shown in the report) "
+                                  "whose description the LLM writes; the rest use the template."),
 ) -> None:
     """Generate the demo catalog, then validate, encode, fuse, recommend and evaluate it."""
     from fuserec.data.synthetic import DemoCatalogSpec
+    from fuserec.describe_stage import DescribeConfig
     from fuserec.pipeline import PipelineConfig, run_demo
 
     spec = DemoCatalogSpec(n_items=items, n_users=users, seed=seed, inject_errors=inject_errors)
-    results = run_demo(out, spec, PipelineConfig(cache_dir=cache, progress=progress), console)
+    describe_config = DescribeConfig(llm=None if llm == "none" else llm, llm_items=llm_items,
+                                     llm_users=min(llm_items, 1)) if describe else None
+    results = run_demo(out, spec, PipelineConfig(cache_dir=cache, progress=progress,
+                                                 describe=describe_config), console)
     if not results["fused_beats_every_view"]:
         console.print("[yellow]note: on this catalog the fused view did not beat every view")
 
@@ -48,6 +58,20 @@ def run(
     config = PipelineConfig(test_fraction=test_fraction, seed=seed, cache_dir=cache,
                             progress=progress)
     run_pipeline(catalog, out, config, console)
+
+
+@app.command("describe")
+def describe_cmd(
+    artifacts: Path = typer.Option(..., exists=True, file_okay=False,
+                                   help="Artifact folder of a run, e.g. runs/demo/artifacts."),
+    item: list[str] = typer.Option([], help="Item id to show (repeatable)."),
+    user: list[str] = typer.Option([], help="User id whose taste profile to show (repeatable)."),
+) -> None:
+    """Print every text view of items (and users) and which path the router chose."""
+    from fuserec.describe_stage import show_described
+
+    if not show_described(artifacts, item, user, console):
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -180,6 +204,8 @@ def evaluate(
                                       model_params={r["model"]: r.get("params", {})
                                                     for r in results}),
                           fitted=fitted, log=lambda msg: console.print(f"[dim]{msg}"))
+        for r in results:
+            study["models"][r["model"]]["train_seconds"] = r["train_seconds"]
         page = render_study(study, report)
         console.print(f"wrote {page} and {report / 'report.md'}")
 

@@ -40,7 +40,7 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    return write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
 
 
 def write_npy(path: str | os.PathLike[str], array: np.ndarray) -> Path:

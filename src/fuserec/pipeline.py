@@ -6,7 +6,8 @@ Outputs under ``out``:
 * ``validation.json``: every rejected record or dropped media file, with the reason.
 * ``results.json``: accuracy per view (text, image, audio, fused) and the popularity baseline.
 * ``report.md`` and ``report.png``: the same, for people.
-* ``artifacts/``: what ``fuserec serve`` and ``fuserec describe`` read (see :mod:`fuserec.artifacts`).
+* ``artifacts/``: what ``fuserec serve`` and ``fuserec describe`` read
+  (see :mod:`fuserec.artifacts`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class PipelineConfig:
     encoder_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     cache_dir: Path | None = None
     progress: bool = True
+    #: the describe stage and consistency router (None: skipped); see fuserec.describe_stage
+    describe: Any = None
 
 
 def run_pipeline(catalog_root: Path, out: Path, config: PipelineConfig | None = None,
@@ -128,8 +131,24 @@ def run_pipeline(catalog_root: Path, out: Path, config: PipelineConfig | None = 
     artifacts = write_artifacts(out / "artifacts", catalog, split, encoded, encoders,
                                 models["fused"], results)
     results["artifacts"] = str(artifacts)
+    if config.describe is not None and config.describe.enabled:
+        from fuserec.describe_stage import run_describe_stage
+
+        console.rule("[bold]describe and route")
+        t0 = time.perf_counter()
+        results["describe"] = run_describe_stage(
+            catalog, split, train, test, item_views, user_views, encoders["text"], encoders,
+            cache, artifacts, config.describe, config.ks, config.seed, models["fused"], console)
+        results["router"] = results["describe"]["router"]
+        results["timings_seconds"]["describe"] = round(time.perf_counter() - t0, 2)
     write_json(out / "results.json", results)
     render_report(results, out)
+    if "describe" in results:
+        from fuserec.describe_stage import report_section
+        from fuserec.io import write_text
+
+        report_md = out / "report.md"
+        write_text(report_md, report_md.read_text() + report_section(results["describe"], k))
     _print_summary(results, console, k)
     console.print(f"\nwrote [bold]{out / 'report.md'}[/], {out / 'results.json'}, "
                   f"{out / 'report.png'} and artifacts in {artifacts}")

@@ -202,7 +202,8 @@ def _draw_style(style: int, rng: np.random.Generator) -> Image.Image:
         for _ in range(int(rng.integers(2, 6))):
             x, y = (int(v) for v in rng.integers(20, s - 20, 2))
             r = int(rng.integers(20, 55))
-            d.polygon([(x, y - r), (x - r, y + r), (x + r, y + r)], fill=_jitter((240, 200, 30), rng))
+            color = _jitter((240, 200, 30), rng)
+            d.polygon([(x, y - r), (x - r, y + r), (x + r, y + r)], fill=color)
     elif style == 4:  # purple polka dots
         step = int(rng.integers(18, 34))
         r = max(3, step // 4)

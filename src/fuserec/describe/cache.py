@@ -66,7 +66,8 @@ class TextCache:
                 write_json(d / "version.json", {"producer": name, "version": version})
             keys = list(values)
             docs = [json.dumps(values[k], sort_keys=True) for k in keys]
-            arrow = pa.table({"key": pa.array(keys, pa.string()), "value": pa.array(docs, pa.string())})
+            arrow = pa.table({"key": pa.array(keys, pa.string()),
+                              "value": pa.array(docs, pa.string())})
             write_with(d / f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet",
                        lambda tmp: pq.write_table(arrow, tmp))
         table.update(values)

@@ -183,7 +183,8 @@ def describe_catalog(catalog: schema.Catalog, image_describer: Describer | None,
     items = catalog.items
     ids = [str(i) for i in items[schema.ID]]
     cols = schema.text_columns(items)
-    own = [schema.record_text(row, cols) for _, row in items.iterrows()] if cols else [""] * len(ids)
+    own = [schema.record_text(row, cols) for _, row in items.iterrows()] if cols \
+        else [""] * len(ids)
     errors: list[tuple[str, str, str]] = []
     views: dict[str, tuple[list[str], list[dict | None]]] = {}
     for modality, column, describer in (("image", schema.IMAGES, image_describer),

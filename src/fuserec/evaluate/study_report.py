@@ -52,6 +52,14 @@ def _style(ax: plt.Axes) -> None:
     ax.set_axisbelow(True)
 
 
+def _top_legend(fig: Figure, ax: plt.Axes) -> None:
+    """One legend row above all panels (never over the bars), then a tight layout."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncols=min(6, len(labels)), frameon=False,
+               fontsize=9, bbox_to_anchor=(0.5, 1.0))
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
+
+
 def _colors(names: Sequence[str]) -> dict[str, str]:
     return {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)}
 
@@ -88,8 +96,7 @@ def plot_models(study: dict[str, Any]) -> Figure | None:
                        + (" ↓" if m in LOWER_IS_BETTER else " ↑") for m in metrics])
         ax.set_title(title, loc="left", fontsize=11, color=INK)
         _style(ax)
-    axes[0].legend(frameon=False, fontsize=8.5, ncols=min(4, len(names)), loc="upper left")
-    fig.tight_layout()
+    _top_legend(fig, axes[0])
     return fig
 
 
@@ -150,8 +157,7 @@ def plot_groups(study: dict[str, Any]) -> Figure | None:
         ax.set_xticks(range(len(groups)), ticks, fontsize=8.5)
         ax.set_title(f"{LABELS[metric]}@{k} by user activity", loc="left", fontsize=11)
         _style(ax)
-    axes[0].legend(frameon=False, fontsize=8.5)
-    fig.tight_layout()
+    _top_legend(fig, axes[0])
     return fig
 
 
@@ -392,8 +398,9 @@ def _sections(study: dict[str, Any]) -> list[dict[str, Any]]:
     acc = [f"{m}@{kk}" for kk in ks for m in ACCURACY]
     beyond = [f"{m}@{kk}" for kk in ks for m in BEYOND if f"{m}@{kk}" in next(
         iter(rows.values()), {})]
-    extra = {n: {"train s": "" if m.get("train_seconds") is None else f"{m['train_seconds']:.2f}"}
-             for n, m in models.items()}
+    extra = {n: {"train s": f"{m['train_seconds']:.2f}"} for n, m in models.items()
+             if m.get("train_seconds") is not None}
+    extra = extra if len(extra) == len(models) else {}
     c = study["counts"]
     sections.append({
         "id": "models", "title": "Model comparison", "plot": "models",

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
+from fuserec.data.views import View
 from fuserec.registry import Registry
 
-
-class View(NamedTuple):
-    """One modality's embeddings for a table: ``vectors`` (n, d) and a ``present`` mask (n,)."""
-
-    vectors: np.ndarray
-    present: np.ndarray
+__all__ = ["FUSERS", "Fuser", "View"]
 
 
 class Fuser(ABC):

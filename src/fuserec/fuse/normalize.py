@@ -45,7 +45,8 @@ class ModalityNormalizer:
         if len(rows) == 0:
             self.mean, self.scale = np.zeros(dim, np.float32), np.ones(dim, np.float32)
             return self
-        self.mean = rows.mean(0).astype(np.float32) if self.mode != "none" else np.zeros(dim, np.float32)
+        centre = self.mode != "none"
+        self.mean = rows.mean(0).astype(np.float32) if centre else np.zeros(dim, np.float32)
         if self.mode == "zscore" and len(rows) > 1:
             std = rows.std(0)
             # constant dimensions carry no information: switch them off instead of dividing by ~0

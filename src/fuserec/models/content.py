@@ -49,7 +49,8 @@ class ContentCosine(Recommender):
             user_features: Mapping[str, View] | None = None) -> ContentCosine:
         if not item_features:
             raise ValueError("content-cosine needs item_features (per-modality views)")
-        modalities = self.modalities or [m for m in ("text", "image", "audio") if m in item_features]
+        modalities = self.modalities or [
+            m for m in ("text", "image", "audio") if m in item_features]
         self.fuser = SumFusion(modalities, self.weights).fit(item_features)
         self.interactions = interactions.tocsr().astype(np.float32)
         item_blocks = {m: self.fuser.normalize(m, item_features[m]) for m in modalities}
@@ -125,7 +126,8 @@ class ContentCosine(Recommender):
         return arrays, config
 
     @classmethod
-    def from_state(cls, arrays: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> ContentCosine:
+    def from_state(cls, arrays: Mapping[str, np.ndarray],
+                   config: Mapping[str, Any]) -> ContentCosine:
         model = cls(config["modalities"], config["weights"], config["own_weight"])
         fuser_arrays = {k[len("fuser."):]: v for k, v in arrays.items() if k.startswith("fuser.")}
         model.fuser = SumFusion.from_state(fuser_arrays, config["fuser"])
