@@ -21,8 +21,8 @@ from fuserec.data.adapters import TIKTOK_PUBLISHED, load_dataset
 from fuserec.evaluate.experiment import run_model
 from fuserec.io import write_json
 
-MODELS = ["popularity", "item-knn", "bpr-mf", "vbpr", "content-cosine", "lightgcn", "fusion",
-          "fusegraph"]
+MODELS = ["popularity", "item-knn", "ease", "bpr-mf", "vbpr", "content-cosine", "lightgcn",
+          "fusion", "fusegraph"]
 TARGET = {"recall@20": 0.120, "ndcg@20": 0.048}
 
 
@@ -39,7 +39,8 @@ def main() -> None:
     console.print(data.summary())
     results = []
     for name in args.models:
-        params = {} if name in ("popularity", "item-knn", "content-cosine") else {"seed": args.seed}
+        params = ({} if name in ("popularity", "item-knn", "ease", "content-cosine")
+                  else {"seed": args.seed})
         r = run_model(data, name, (10, 20), params, progress=args.progress)
         r.pop("_model")
         results.append(r)

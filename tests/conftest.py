@@ -40,3 +40,23 @@ def audio_encoder() -> Iterator:
     enc = get_encoder("librosa", workers=2)
     yield enc
     enc.close()
+
+
+@pytest.fixture(scope="session")
+def audio_describer() -> Iterator:
+    """The real Whisper tiny.en (faster-whisper) + acoustic-words describer."""
+    from fuserec.describe import get_describer
+
+    d = get_describer("whisper-or-acoustic")
+    yield d
+    d.close()
+
+
+@pytest.fixture(scope="session")
+def local_llm() -> Iterator:
+    """The packaged SmolLM2-135M-Instruct GGUF through transformers (loaded once, ~30 s)."""
+    from fuserec.describe import get_llm
+
+    llm = get_llm("smollm2").load()
+    yield llm
+    llm.close()

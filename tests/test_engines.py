@@ -184,6 +184,9 @@ def test_model_payload_round_trip_and_local_recommend_all(catalog, tmp_path: Pat
     ids, scores = LocalEngine().recommend_all(model, k=5, batch_size=3)
     np.testing.assert_array_equal(ids, want[0])
     np.testing.assert_allclose(scores, want[1])
+    some = np.array([7, 2])
+    ids, _ = LocalEngine().recommend_all(model, k=3, user_ids=some)
+    np.testing.assert_array_equal(ids, model.recommend(some, 3)[0])
 
 
 # -- Ray with the tiny encoders ----------------------------------------------------------
@@ -235,6 +238,7 @@ def test_ray_encoder_reports_undecodable_files(ray_local, tmp_path: Path) -> Non
         got[batch.indices] = batch.vectors
         errors.update(dict(batch.errors))
     assert list(errors) == [4] and "cannot decode" in errors[4]
+    assert enc.busy_seconds > 0  # measured in the actors
     want = HashImage()
     for i in (0, 1, 2, 3, 5, 6):
         np.testing.assert_allclose(got[i], want.encode([files[i]])[0])
@@ -247,15 +251,14 @@ def test_ray_recommend_all_matches_the_model(ray_local, catalog) -> None:
     ids, scores = get_engine("ray", workers=2).recommend_all(model, k=5, batch_size=3)
     np.testing.assert_array_equal(ids, want[0])
     np.testing.assert_allclose(scores, want[1], rtol=1e-6)
-    some = np.array([7, 2])
-    ids, _ = get_engine("ray", workers=2).recommend_all(model, k=3, user_ids=some)
-    np.testing.assert_array_equal(ids, model.recommend(some, 3)[0])
 
 
 # -- Ray with the real encoders ----------------------------------------------------------
 @pytest.mark.slow
 def test_ray_real_encoders_match_local(ray_local, catalog, text_encoder, image_encoder,
-                                       audio_encoder, tmp_path: Path) -> None:
+                                       tmp_path: Path) -> None:
+    # in-process audio here: a forking process pool next to a running Ray can hang the driver
+    audio_encoder = get_encoder("librosa", workers=0)
     local = encode_catalog(catalog, {"text": text_encoder, "image": image_encoder,
                                      "audio": audio_encoder},
                            EmbeddingCache(tmp_path / "l"), progress=False)
@@ -287,3 +290,27 @@ def test_unknown_engine() -> None:
 def test_real_encoder_name_is_registered() -> None:
     assert EncoderSpec("librosa").build(workers=0).name == get_encoder("librosa",
                                                                        workers=0).name
+
+
+def test_cli_encode_writes_cache_and_outputs(catalog, tmp_path: Path, monkeypatch) -> None:
+    from safetensors.numpy import load_file
+    from typer.testing import CliRunner
+
+    from fuserec.cli import app
+    from fuserec.encode import DEFAULT_ENCODERS, ENCODERS
+
+    monkeypatch.setitem(ENCODERS._factories, "hash-text", HashText)
+    monkeypatch.setitem(DEFAULT_ENCODERS, "text", "hash-text")
+    args = ["encode", str(catalog.root), "--cache", str(tmp_path / "cache"), "--out",
+            str(tmp_path / "out"), "--modality", "text", "--no-progress"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "items text: 24/24 encoded" in result.output
+    arrays = load_file(str(tmp_path / "out" / "embeddings.safetensors"))
+    want = LocalEngine().encode_catalog(catalog, {"text": FAKE_SPECS["text"]}, None,
+                                        progress=False)
+    np.testing.assert_allclose(arrays["items.text"], want["items"]["text"].vectors)
+    assert (tmp_path / "out" / "encode.json").exists()
+    assert _cache_keys(tmp_path / "cache")
+    bad = CliRunner().invoke(app, [*args, "--workers", "2"])
+    assert bad.exit_code != 0 and "--engine ray" in bad.output

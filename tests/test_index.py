@@ -17,6 +17,7 @@ INDEX_CONFIGS = {
     "faiss-hnsw": ("faiss", {"structure": "hnsw"}),
     "faiss-ivf": ("faiss", {"structure": "ivf"}),
     "usearch": ("usearch", {}),
+    "qdrant-memory": ("qdrant", {}),
 }
 APPROXIMATE = ["faiss-hnsw", "faiss-ivf", "usearch"]
 

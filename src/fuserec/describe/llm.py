@@ -19,7 +19,9 @@ template text when an answer is empty or degenerate, recording why.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import io
 import json
 import os
 import re
@@ -95,7 +97,7 @@ class TransformersLLM(LLMBackend):
 
     name = "smollm2"
 
-    def __init__(self, model_path: str | Path | None = None, max_tokens: int = 96,
+    def __init__(self, model_path: str | Path | None = None, max_tokens: int = 72,
                  num_threads: int | None = None, repetition_penalty: float = 1.15) -> None:
         self.model_path = Path(model_path) if model_path else packaged_gguf()
         self.max_tokens = max_tokens
@@ -119,9 +121,11 @@ class TransformersLLM(LLMBackend):
                 folder, kw = str(self.model_path.parent), {"gguf_file": self.model_path.name}
             else:
                 folder, kw = str(self.model_path), {}
-            self._tokenizer = AutoTokenizer.from_pretrained(folder, **kw)
-            self._model = AutoModelForCausalLM.from_pretrained(
-                folder, dtype=torch.float32, **kw).eval()
+            # the GGUF de-quantisation draws its own progress bar: keep the console quiet
+            with contextlib.redirect_stderr(io.StringIO()):
+                self._tokenizer = AutoTokenizer.from_pretrained(folder, **kw)
+                self._model = AutoModelForCausalLM.from_pretrained(
+                    folder, dtype=torch.float32, **kw).eval()
         return self
 
     def chat(self, messages: Messages, max_tokens: int | None = None) -> str:
@@ -266,6 +270,28 @@ def check_text(text: str, min_words: int = 5) -> str | None:
     return None
 
 
+_COMMON = frozenset([
+    "that", "this", "with", "from", "they", "their", "them", "there", "have", "which", "about",
+    "into", "also", "only", "very", "more", "most", "some", "such", "than", "then", "when",
+    "what", "were", "will", "would", "your", "just", "like", "been", "being", "over", "under",
+    "after", "before", "while", "where", "these", "those", "each", "other", "many", "much",
+    "make", "made", "every"])
+
+
+def grounding(text: str, messages: Messages) -> float:
+    """Share of the answer's content words (4+ letters) that occur in the prompt.
+
+    A small model sometimes writes fluent text about something else entirely; such answers
+    share almost no words with the facts they were given.
+    """
+    prompt = " ".join(m.get("content", "") for m in messages).lower()
+    words = [w.lower() for w in _WORD.findall(text) if len(w) >= 4]
+    words = [w for w in words if w not in _COMMON]
+    if not words:
+        return 0.0
+    return sum(w in prompt or w.rstrip("s") in prompt for w in words) / len(words)
+
+
 @dataclass
 class GeneratedText:
     """One generated text and where it came from (``"llm"`` or ``"template"``)."""
@@ -281,9 +307,13 @@ class GeneratedText:
 
 
 def generate_checked(llm: LLMBackend | None, messages: Messages, fallback: str,
-                     cache: TextCache | None = None, max_tokens: int | None = None
-                     ) -> GeneratedText:
-    """Ask ``llm`` (cached by prompt hash), check the answer, fall back to ``fallback``."""
+                     cache: TextCache | None = None, max_tokens: int | None = None,
+                     min_grounding: float = 0.2) -> GeneratedText:
+    """Ask ``llm`` (cached by prompt hash), check the answer, fall back to ``fallback``.
+
+    An answer is rejected when :func:`check_text` finds it empty or degenerate, or when fewer
+    than ``min_grounding`` of its content words occur in the prompt (:func:`grounding`).
+    """
     if llm is None:
         return GeneratedText(fallback, "template")
     version = f"{llm.identity()}|prompts{PROMPT_VERSION}|max{max_tokens or llm.max_tokens}"
@@ -302,6 +332,8 @@ def generate_checked(llm: LLMBackend | None, messages: Messages, fallback: str,
         return GeneratedText(fallback, "template", llm.name, error)
     text = clean_text(raw)
     reason = check_text(text)
+    if reason is None and grounding(text, messages) < min_grounding:
+        reason = f"ungrounded ({grounding(text, messages):.2f} of its words in the prompt)"
     if reason is not None:
         return GeneratedText(fallback, "template", llm.name, f"{reason} answer: {raw[:80]!r}")
     return GeneratedText(text, "llm", llm.name)

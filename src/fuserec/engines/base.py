@@ -23,15 +23,17 @@ import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from fuserec.data.schema import Catalog
 from fuserec.encode import EmbeddingCache, EncodedView, Encoder, encode_catalog, get_encoder
 from fuserec.encode.base import ENCODERS
-from fuserec.models.base import Recommender
 from fuserec.registry import Registry
+
+if TYPE_CHECKING:  # models import torch: workers that only encode never need it
+    from fuserec.models.base import Recommender
 
 Columns = dict[str, np.ndarray]
 
@@ -184,7 +186,7 @@ class RecommendFn:
 
     def __init__(self, model: Recommender | tuple[Mapping[str, np.ndarray], dict[str, Any]],
                  k: int, exclude_seen: bool = True) -> None:
-        self.model = model if isinstance(model, Recommender) else model_from_payload(*model)
+        self.model = model_from_payload(*model) if isinstance(model, tuple) else model
         self.k = k
         self.exclude_seen = exclude_seen
 

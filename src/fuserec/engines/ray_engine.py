@@ -13,6 +13,10 @@ here, in the driver, with the real encoder's name and version: the cache a Ray r
 the cache a local run reads, and the other way round. Media paths are sent as absolute paths,
 so on a multi-node cluster the catalog must live on storage every node mounts at the same path.
 
+Do not run encoders that fork worker processes (``librosa`` with ``workers > 1``) in a process
+that has started or joined Ray: forking a process that holds Ray's gRPC connections can hang
+it. Actors run the audio encoder in-process and scale by more actors.
+
 Batch scoring: the model's arrays are put in the object store once
 (:func:`~fuserec.engines.base.model_payload`); each actor rebuilds the model from them and
 scores blocks of user ids.
@@ -22,9 +26,10 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,7 +44,9 @@ from fuserec.engines.base import (
     RecommendFn,
     model_payload,
 )
-from fuserec.models.base import Recommender
+
+if TYPE_CHECKING:
+    from fuserec.models.base import Recommender
 
 #: Environment for the driver and Ray's workers: no usage reporting, no model-hub lookups.
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1",
@@ -101,6 +108,7 @@ class RayEngine(Engine):
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.workers = int(workers)
+        self._info: dict[str, tuple[Any, ...]] = {}
 
     # -- the primitive ---------------------------------------------------------------------
     def map_batches(self, columns: Mapping[str, np.ndarray | Sequence[Any]], fn: BatchFnSpec,
@@ -133,15 +141,33 @@ class RayEngine(Engine):
     def encoder(self, spec: EncoderSpec) -> Encoder:
         return RemoteEncoder(self, spec)
 
+    def encoder_info(self, spec: EncoderSpec) -> tuple[str, str, int, str, int]:
+        """Name, modality, dim, version and batch size of ``spec``'s encoder, as a worker
+        builds it (one Ray task per spec, remembered by this engine)."""
+        key = repr(spec)
+        if key not in self._info:
+            ray = _ray()
+            task = ray.remote(num_cpus=self.cpus_per_worker,
+                              num_gpus=self.gpus_per_worker or None)(_encoder_info)
+            self._info[key] = tuple(ray.get(task.remote(spec, self.worker_defaults())))
+        return self._info[key]  # type: ignore[return-value]
+
     def _scorer(self, model: Recommender, k: int, exclude_seen: bool) -> BatchFnSpec:
         ref = _ray().put(model_payload(model))
         return BatchFnSpec(RecommendFn, (ref, k, exclude_seen))
 
     def worker_defaults(self) -> dict[str, Any]:
-        """Encoder options each actor applies unless the spec sets them: one pool per core."""
+        """Encoder options each actor applies unless the spec sets them (and the encoder
+        accepts them): torch threads and decode threads sized to the actor's CPUs, in-process
+        audio analysis, and the GPU when actors reserve one."""
         threads = max(1, int(self.cpus_per_worker))
-        return {"num_threads": threads, "workers": threads if threads > 1 else 0,
-                "decode_workers": threads}
+        # no process pools inside an actor: forking a process that holds Ray's gRPC
+        # connections can hang it; scale audio with more actors instead
+        defaults: dict[str, Any] = {"num_threads": threads, "workers": 0,
+                                    "decode_workers": threads}
+        if self.gpus_per_worker > 0:
+            defaults["device"] = "cuda"  # encoders that take a device run on the actor's GPU
+        return defaults
 
     def close(self) -> None:
         if self._owns_ray:
@@ -170,7 +196,8 @@ class _BatchActor:
 class EncodeFn:
     """Batch function: encode the ``input`` column with an encoder built once per worker.
 
-    Returns ``idx``, ``vector`` (zeros where encoding failed), ``ok`` and ``error`` columns.
+    Returns ``idx``, ``vector`` (zeros where encoding failed), ``ok``, ``error`` and
+    ``seconds`` (the batch's encode time spread over its rows) columns.
     Refuses to run when the worker's encoder version differs from ``expected_version`` (other
     model files on that node), so that no vector is ever cached under the wrong version.
     """
@@ -184,6 +211,7 @@ class EncodeFn:
                                f"{expected_version!r}: install the same model files everywhere")
 
     def __call__(self, batch: Columns) -> Columns:
+        start = time.perf_counter()
         idx = np.asarray(batch["idx"], dtype=np.int64)
         inputs = [str(x) for x in batch["input"]]
         vectors = np.zeros((len(inputs), self.encoder.dim), np.float32)
@@ -195,23 +223,18 @@ class EncodeFn:
                 ok[part.indices] = True
             for i, reason in part.errors:
                 error[i] = reason
-        return {"idx": idx, "vector": vectors, "ok": ok, "error": error.astype(str)}
+        busy = np.full(len(idx), (time.perf_counter() - start) / max(len(idx), 1))
+        return {"idx": idx, "vector": vectors, "ok": ok, "error": error.astype(str),
+                "seconds": busy}
 
 
-class EncoderInfo:
-    """Batch function used once per encoder: reports the worker-side encoder's identity."""
-
-    def __init__(self, spec: EncoderSpec, defaults: dict[str, Any]) -> None:
-        enc = spec.build(**defaults)
-        self.info = (enc.name, enc.modality, enc.dim, enc.version, enc.default_batch_size)
+def _encoder_info(spec: EncoderSpec, defaults: dict[str, Any]) -> tuple[str, str, int, str, int]:
+    """Build the encoder on a worker and report its identity (a Ray task, run once per spec)."""
+    enc = spec.build(**defaults)
+    try:
+        return enc.name, enc.modality, enc.dim, enc.version, enc.default_batch_size
+    finally:
         enc.close()
-
-    def __call__(self, batch: Columns) -> Columns:
-        name, modality, dim, version, bs = self.info
-        n = len(batch["row"])
-        return {"name": np.array([name] * n), "modality": np.array([modality] * n),
-                "dim": np.full(n, dim), "version": np.array([version] * n),
-                "batch_size": np.full(n, bs)}
 
 
 class RemoteEncoder(Encoder):
@@ -225,14 +248,15 @@ class RemoteEncoder(Encoder):
         self.engine = engine
         self.spec = spec
         defaults = engine.worker_defaults()
-        info = next(engine.map_batches({"row": np.zeros(1, np.int64)},
-                                       BatchFnSpec(EncoderInfo, (spec, defaults)), 1))
-        self.name = str(info["name"][0])
-        self.modality: Modality = str(info["modality"][0])  # type: ignore[assignment]
-        self.dim = int(info["dim"][0])
-        self._version = str(info["version"][0])
-        self.default_batch_size = int(info["batch_size"][0])
+        name, modality, dim, version, bs = engine.encoder_info(spec)
+        self.name = name
+        self.modality: Modality = modality  # type: ignore[assignment]
+        self.dim = int(dim)
+        self._version = version
+        self.default_batch_size = int(bs)
         self._fn = BatchFnSpec(EncodeFn, (spec, defaults, self._version))
+        #: seconds the actors spent encoding (excludes start-up, model loading and transfer)
+        self.busy_seconds = 0.0
 
     @property
     def version(self) -> str:
@@ -252,6 +276,7 @@ class RemoteEncoder(Encoder):
                    "input": [str(x) for x in inputs]}
         for out in self.engine.map_batches(columns, self._fn, bs):
             idx, ok = out["idx"], np.asarray(out["ok"], bool)
+            self.busy_seconds += float(np.sum(out["seconds"]))
             vectors = np.asarray(out["vector"], np.float32).reshape(len(idx), self.dim)
             # report in chunks of ``bs`` so the caller's per-batch progress adds up
             for s in range(0, len(idx), bs):

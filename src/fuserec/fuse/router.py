@@ -29,8 +29,9 @@ from fuserec.fuse.normalize import l2_normalize
 
 DESCRIBE = "describe"
 TEXT, FEATURE = "text", "feature"
-#: used when no validation data chooses one (the demo catalog's validation choice)
-DEFAULT_THRESHOLD = 0.35
+#: used when no validation data chooses one: the choice on ML-1M's validation split
+#: (BENCHMARKS.md, "Describe"); the pipeline chooses its own on validation by default
+DEFAULT_THRESHOLD = 0.366
 
 
 def agreement(own: View, generated: Mapping[str, View]) -> dict[str, np.ndarray]:
@@ -83,7 +84,7 @@ class ConsistencyRouter:
         return views, weights
 
     @staticmethod
-    def candidates(score: np.ndarray, n: int = 9) -> list[float]:
+    def candidates(score: np.ndarray, n: int = 5) -> list[float]:
         """Thresholds worth trying: all-feature, all-text, and quantiles of ``score``."""
         finite = np.asarray(score, np.float64)
         finite = finite[np.isfinite(finite)]

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from fuserec.fuse.base import View
+from fuserec.data.views import View
 from fuserec.registry import Registry
 
 

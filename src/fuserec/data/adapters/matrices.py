@@ -15,7 +15,7 @@ import numpy as np
 
 from fuserec.data.adapters.base import ADAPTERS, Dataset, binarize
 from fuserec.data.adapters.safe_pickle import load_sparse_pickle
-from fuserec.fuse.base import View
+from fuserec.data.views import View
 
 TRAIN, VALIDATION, TEST = "trnMat.pkl", "valMat.pkl", "tstMat.pkl"
 

@@ -20,15 +20,16 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from fuserec.data.adapters.base import ADAPTERS, Dataset, binarize
-from fuserec.fuse.base import View
+from fuserec.data.views import View
 from fuserec.io import read_npy, write_npy
 
 PAIRS = "ml-1m_pairs"
@@ -37,6 +38,10 @@ ITEMS = "items_ml1m.csv"
 AUDIO_FILE = "mmtf14k_trailer_feats/fused_llm_mmtf_audio_IVec_splitItem_fold_1_gmm_128_tvDim_40.csv"
 DEFAULT_VIEWS = ("text", "image", "audio", "genres")
 ENCODERS = {"text": "minilm", "image": "efficientnet-lite0"}
+
+
+# builds an encoder by registry name; anything with ``.encode(list) -> (n, d)`` and ``.version``
+EncoderFactory = Callable[[str], Any]
 
 
 def _matrix(frame: pd.DataFrame, users: pd.Index, items: pd.Index) -> sp.csr_matrix:
@@ -83,11 +88,12 @@ def item_texts(catalog: pd.DataFrame) -> list[str]:
 
 
 def _encoded_view(modality: str, inputs: list, present: np.ndarray, cache_dir: Path | None,
-                  key: str, progress: bool) -> View | None:
+                  key: str, progress: bool, encoder_factory: EncoderFactory | None) -> View | None:
+    if encoder_factory is None:
+        warnings.warn(f"skipping the {modality} view: no encoder_factory given", stacklevel=3)
+        return None
     try:
-        from fuserec.encode import get_encoder
-
-        encoder = get_encoder(ENCODERS[modality])
+        encoder = encoder_factory(ENCODERS[modality])
     except Exception as exc:  # the encoder package or its weights are not available
         warnings.warn(f"skipping the {modality} view: no encoder ({exc})", stacklevel=3)
         return None
@@ -115,10 +121,13 @@ def _encoded_view(modality: str, inputs: list, present: np.ndarray, cache_dir: P
 @ADAPTERS.register("movielens")
 def load_movielens(data_dir: str | os.PathLike[str], views: Sequence[str] = DEFAULT_VIEWS,
                    cache_dir: str | os.PathLike[str] | None = None,
-                   progress: bool = False) -> Dataset:
+                   progress: bool = False,
+                   encoder_factory: EncoderFactory | None = None) -> Dataset:
     """Load the ViLLA 10-core split of ML-1M from ``data_dir`` (the ``movielens_posters`` folder).
 
-    ``cache_dir`` defaults to ``~/.cache/fuserec/movielens``.
+    ``cache_dir`` defaults to ``~/.cache/fuserec/movielens``. The ``text`` and ``image`` views
+    need ``encoder_factory`` (e.g. ``fuserec.encode.get_encoder``): the data layer builds no
+    models itself, so without it those views are skipped with a warning.
     """
     root = Path(data_dir)
     train_df, test_df = (pd.read_csv(root / PAIRS / f) for f in SPLIT_FILES)
@@ -139,14 +148,16 @@ def load_movielens(data_dir: str | os.PathLike[str], views: Sequence[str] = DEFA
         elif name == "text":
             texts = item_texts(catalog)
             present = np.array([bool(t.strip()) for t in texts])
-            view = _encoded_view("text", texts, present, cache, key, progress)
+            view = _encoded_view("text", texts, present, cache, key, progress,
+                                 encoder_factory)
             if view is not None:
                 out[name] = view
         elif name == "image":
             files = catalog["poster_file"]
             paths = [str(root / f) if isinstance(f, str) else "" for f in files]
             present = np.array([bool(p) and Path(p).exists() for p in paths])
-            view = _encoded_view("image", paths, present, cache, key, progress)
+            view = _encoded_view("image", paths, present, cache, key, progress,
+                                 encoder_factory)
             if view is not None:
                 out[name] = view
         else:
