@@ -285,3 +285,12 @@ def test_describe_catalog_save_load_and_cli(small_catalog, tmp_path):
         assert expected in result.output
     bad = runner.invoke(app, ["describe", "--item", "nope", "--artifacts", str(art)])
     assert bad.exit_code == 1 and "unknown item id" in bad.output
+
+
+def test_a_backend_that_crashes_falls_back_to_templates(small_catalog):
+    llm = FakeLLM([RuntimeError("model file is corrupt")])
+    described = describe_catalog(small_catalog, None, None, llm)
+    assert described.unified[0].source == "template"
+    assert "model file is corrupt" in described.unified[0].fallback_reason
+    assert llm.calls == 1  # not retried for every item
+    assert all(g.source == "template" for g in described.unified)

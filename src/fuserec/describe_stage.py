@@ -117,11 +117,21 @@ def run_describe_stage(catalog: Catalog, split: pd.DataFrame, train: sp.csr_matr
     t0 = time.perf_counter()
     root = cache.root if cache.root is not None else artifacts.parent / "cache"
     text_cache = TextCache(Path(root) / "describe")
-    image_d = get_describer("imagenet-labels", encoder=encoders.get("image"),
-                            embedding_cache=cache) if "image" in encoders else None
-    audio_d = get_describer("whisper-or-acoustic", model=config.whisper_model,
-                            audio_encoder=encoders.get("audio"), embedding_cache=cache)
-    llm = get_llm(config.llm, **config.llm_options) if config.llm else None
+    def build(what: str, factory, *args, **kwargs):
+        try:
+            return factory(*args, **kwargs)
+        except (ImportError, FileNotFoundError, ValueError, OSError) as exc:
+            console.print(f"[yellow]describe: no {what} ({exc}); continuing without it")
+            return None
+
+    image_d = build("image describer", get_describer, "imagenet-labels",
+                    encoder=encoders.get("image"), embedding_cache=cache) \
+        if "image" in encoders else None
+    audio_d = build("audio describer", get_describer, "whisper-or-acoustic",
+                    model=config.whisper_model, audio_encoder=encoders.get("audio"),
+                    embedding_cache=cache)
+    llm = build(f"LLM backend {config.llm!r}", get_llm, config.llm, **config.llm_options) \
+        if config.llm else None
     item_ids = [str(i) for i in catalog.item_ids]
     user_ids = [str(u) for u in catalog.user_ids]
     llm_items = None if config.llm_items is None else item_ids[:config.llm_items]
@@ -346,7 +356,8 @@ def show_described(artifacts: Path, item_ids: Sequence[str], user_ids: Sequence[
         path = row["route"] or "-"
         how = "text fusion (views agree)" if path == TEXT else "feature fusion (views disagree)"
         table.add_row("router", f"[bold]{path}[/] -> {how}"
-                      + (f"; threshold {threshold:.3f}" if threshold is not None else ""))
+                      + (f"; threshold {_threshold_words(threshold)}"
+                         if threshold is not None else ""))
         for col in ("image_facts", "audio_facts"):
             if row[col]:
                 table.add_row(col.replace("_", " "), json.dumps(json.loads(row[col])))
@@ -358,8 +369,9 @@ def show_described(artifacts: Path, item_ids: Sequence[str], user_ids: Sequence[
             ok = False
             continue
         row = rows.iloc[0]
+        why = f", LLM answer rejected: {row['fallback_reason']}" if row["fallback_reason"] else ""
         console.print(Panel(f"[bold]own text[/] {row['own'] or '-'}\n[bold]taste profile "
-                            f"({row['profile_source']})[/] {row['profile']}",
+                            f"({row['profile_source']}{why})[/] {row['profile']}",
                             title=f"user {uid}", expand=False))
     return ok
 

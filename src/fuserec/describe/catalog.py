@@ -169,8 +169,15 @@ class _LLMGate:
             return GeneratedText(fallback, "template", self.llm.name,
                                  f"LLM time budget of {self.budget_s:g} s spent")
         t0 = time.perf_counter()
-        out = generate_checked(self.llm, messages, fallback, self.cache)
-        self.spent += time.perf_counter() - t0
+        try:
+            out = generate_checked(self.llm, messages, fallback, self.cache)
+        except Exception as exc:  # a local model that cannot load: templates from now on
+            name = self.llm.name
+            self.llm = None
+            return GeneratedText(fallback, "template", name,
+                                 f"backend failed: {type(exc).__name__}: {exc}")
+        finally:
+            self.spent += time.perf_counter() - t0
         return out
 
 
