@@ -314,3 +314,48 @@ def test_cli_encode_writes_cache_and_outputs(catalog, tmp_path: Path, monkeypatc
     assert _cache_keys(tmp_path / "cache")
     bad = CliRunner().invoke(app, [*args, "--workers", "2"])
     assert bad.exit_code != 0 and "--engine ray" in bad.output
+
+
+@pytest.mark.slow
+def test_ray_describer_matches_local_and_fills_the_shared_text_cache(ray_local, catalog,
+                                                                     tmp_path: Path) -> None:
+    from fuserec.describe import Description, TextCache, describe_files
+    from fuserec.engines import DescriberSpec, get_engine
+
+    paths = [catalog.root / p for ps in catalog.items["images"][:6] for p in ps]
+    paths.append(tmp_path / "broken.jpg")
+    paths[-1].write_bytes(b"\xff\xd8 not a picture")
+    spec = DescriberSpec("imagenet-labels")
+    local = get_engine("local").describer(spec).describe(paths)
+    with get_engine("ray", workers=2) as engine:
+        remote_describer = engine.describer(spec, batch_size=2)
+        assert remote_describer.version == spec.build().version
+        remote = remote_describer.describe(paths)
+        cache = TextCache(tmp_path / "describe")
+        describe_files(remote_describer, paths[:-1], cache)
+    assert [r.text for r in remote[:-1]] == [r.text for r in local[:-1]]
+    assert all(isinstance(r, Description) and r.text for r in remote[:-1])
+    assert not isinstance(remote[-1], Description) and "broken.jpg" in str(remote[-1].input)
+
+    class _Refuses:  # a local pass over the same cache must compute nothing
+        name, version = remote_describer.name, remote_describer.version
+
+        def describe(self, paths):
+            raise AssertionError(f"recomputed {paths}")
+
+    again = describe_files(_Refuses(), paths[:-1], TextCache(tmp_path / "describe"))
+    assert [again[p].text for p in paths[:-1]] == [r.text for r in local[:-1]]
+
+
+@pytest.mark.slow
+def test_cli_encode_describe_fills_the_text_cache(catalog, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from fuserec.cli import app
+
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(
+        app, ["encode", str(catalog.root), "--cache", str(tmp_path / "cache"),
+              "--modality", "image", "--describe", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert f"items image: {len(catalog.items)}/{len(catalog.items)} described" in result.output
+    assert any((tmp_path / "cache" / "describe").rglob("part-*.parquet"))

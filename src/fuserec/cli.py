@@ -140,9 +140,12 @@ def encode(
     gpus_per_worker: float = typer.Option(0.0, min=0.0, help="GPUs per Ray actor."),
     modality: list[str] = typer.Option(["text", "image", "audio"],
                                        help="Modalities to encode. Repeatable."),
+    describe: bool = typer.Option(False, help="Also describe images and audio as text "
+                                              "(labels, transcripts, sound words) on the "
+                                              "engine, into CACHE/describe."),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
-    """Encode a catalog's items and users into the embedding cache, locally or on Ray."""
+    """Encode (and optionally describe) a catalog's media into the caches, locally or on Ray."""
     from fuserec.data.loaders import load_catalog
     from fuserec.encode import DEFAULT_ENCODERS, EmbeddingCache
     from fuserec.engines import EncoderSpec
@@ -156,12 +159,36 @@ def encode(
     specs = {m: EncoderSpec(DEFAULT_ENCODERS[m]) for m in modality}
     with _engine(engine, address, workers, cpus_per_worker, gpus_per_worker) as eng:
         summary = encode_job(eng, cat, specs, EmbeddingCache(cache), out, progress)
+        if describe:
+            _describe_on(eng, cat, [m for m in modality if m in ("image", "audio")], cache)
     for table, views in summary["counts"].items():
         for m, c in views.items():
             console.print(f"{table} {m}: {c['present']}/{c['records']} encoded, "
                           f"{c['errors']} errors")
     console.print(f"{summary['engine']}: {summary['seconds']:.1f} s; cache {cache}"
                   + (f"; outputs in {out}" if out else ""))
+
+
+def _describe_on(eng, cat, modalities: list[str], cache: Path) -> None:
+    """Describe every image/audio file of items and users on ``eng`` into CACHE/describe."""
+    from fuserec.data.schema import AUDIO, IMAGES
+    from fuserec.describe import DEFAULT_DESCRIBERS, TextCache
+    from fuserec.describe.catalog import describe_media_column
+    from fuserec.engines import DescriberSpec
+
+    text_cache = TextCache(cache / "describe")
+    for m in modalities:
+        column = {"image": IMAGES, "audio": AUDIO}[m]
+        describer = eng.describer(DescriberSpec(DEFAULT_DESCRIBERS[m]))
+        for table, frame in (("items", cat.items), ("users", cat.users)):
+            if column not in frame or not frame[column].map(len).any():
+                continue
+            texts, _, errors = describe_media_column(frame, cat.root, column, describer,
+                                                     text_cache)
+            done = sum(bool(t) for t in texts)
+            console.print(f"{table} {m}: {done}/{len(texts)} described, {len(errors)} errors")
+            for rid, reason in errors[:5]:
+                console.print(f"  [yellow]{rid}[/]: {reason}")
 
 
 @app.command("recommend-all")

@@ -20,7 +20,9 @@ from fuserec.engines.base import (
     model_from_payload,
     model_payload,
 )
+from fuserec.engines.describing import DescriberSpec, EngineDescriber
 from fuserec.engines.local import LocalEngine
 
-__all__ = ["DEFAULT_ENGINE", "ENGINES", "BatchFn", "BatchFnSpec", "Engine", "EncoderSpec",
+__all__ = ["DEFAULT_ENGINE", "ENGINES", "BatchFn", "BatchFnSpec", "DescriberSpec",
+           "EngineDescriber", "Engine", "EncoderSpec",
            "LocalEngine", "RecommendFn", "get_engine", "model_from_payload", "model_payload"]

@@ -33,6 +33,8 @@ from fuserec.encode.base import ENCODERS
 from fuserec.registry import Registry
 
 if TYPE_CHECKING:  # models import torch: workers that only encode never need it
+    from fuserec.describe import Describer
+    from fuserec.engines.describing import DescriberSpec
     from fuserec.models.base import Recommender
 
 Columns = dict[str, np.ndarray]
@@ -121,6 +123,16 @@ class Engine(ABC):
         Its ``name``, ``modality``, ``dim`` and ``version`` are those of the real encoder, so
         cache entries it produces are the ones the in-process encoder would produce.
         """
+
+    def describer(self, spec: DescriberSpec, batch_size: int = 16) -> Describer:
+        """A describer whose ``describe`` runs on this engine's workers.
+
+        Same name, modality and version as the real one, so text-cache entries are shared
+        across engines (see :mod:`fuserec.engines.describing`).
+        """
+        from fuserec.engines.describing import EngineDescriber
+
+        return EngineDescriber(self, spec, batch_size)
 
     def encode_catalog(self, catalog: Catalog, encoders: Mapping[str, EncoderSpec | str],
                        cache: EmbeddingCache | None = None, progress: bool = True

@@ -7,8 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from fuserec.describe import Describer
 from fuserec.encode import Encoder
 from fuserec.engines.base import ENGINES, BatchFnSpec, Columns, EncoderSpec, Engine
+from fuserec.engines.describing import DescriberSpec
 
 
 @ENGINES.register("local")
@@ -32,6 +34,9 @@ class LocalEngine(Engine):
             yield func({k: v[start:start + batch_size] for k, v in cols.items()})
 
     def encoder(self, spec: EncoderSpec) -> Encoder:
+        return spec.build()
+
+    def describer(self, spec: DescriberSpec, batch_size: int = 16) -> Describer:
         return spec.build()
 
 
