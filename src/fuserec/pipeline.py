@@ -150,8 +150,9 @@ def run_pipeline(catalog_root: Path, out: Path, config: PipelineConfig | None = 
         report_md = out / "report.md"
         write_text(report_md, report_md.read_text() + report_section(results["describe"], k))
     _print_summary(results, console, k)
-    console.print(f"\nwrote [bold]{out / 'report.md'}[/], {out / 'results.json'}, "
-                  f"{out / 'report.png'} and artifacts in {artifacts}")
+    where = out.resolve()
+    console.print(f"\nwrote [bold]{where / 'report.md'}[/], {where / 'results.json'}, "
+                  f"{where / 'report.png'} and artifacts in {Path(artifacts).resolve()}")
     console.print(f"full evaluation report (models, diversity, cold start, ablation): "
                   f"[bold]fuserec report --artifacts {artifacts}[/]")
     return results
