@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from fuserec.io import write_json
+from fuserec.ranking import top_k
 from fuserec.registry import Registry
 
 CONFIG_FILE = "index.json"
@@ -151,7 +152,7 @@ class VectorIndex(ABC):
         for row, e in enumerate(excl):
             if len(e):
                 scores[row, np.isin(allowed, e)] = -np.inf
-        top, vals = _top_k(scores, min(k, len(allowed)))
+        top, vals = top_k(scores, min(k, len(allowed)))
         pos = np.where(top >= 0, allowed[np.maximum(top, 0)], -1)
         return _pad(pos, vals, k)
 
@@ -201,22 +202,6 @@ def _per_query(exclude: Exclude, nq: int) -> list[np.ndarray]:
     if len(rows) != nq:
         raise ValueError(f"exclude has {len(rows)} rows for {nq} queries")
     return rows
-
-
-def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise top-k of a dense score matrix; -inf entries come back as index -1."""
-    n_rows, n_cols = scores.shape
-    k = min(k, n_cols)
-    if k <= 0:
-        return np.empty((n_rows, 0), np.int64), np.empty((n_rows, 0), np.float32)
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < n_cols else \
-        np.tile(np.arange(n_cols), (n_rows, 1))
-    vals = np.take_along_axis(scores, part, 1)
-    order = np.argsort(-vals, axis=1, kind="stable")
-    idx = np.take_along_axis(part, order, 1)
-    vals = np.take_along_axis(vals, order, 1)
-    idx = np.where(np.isfinite(vals), idx, -1)
-    return idx.astype(np.int64), vals.astype(np.float32)
 
 
 def _pad(pos: np.ndarray, vals: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from fuserec.index.base import INDEXES, VectorIndex, _empty, _pad, _top_k
+from fuserec.index.base import INDEXES, VectorIndex, _empty
 from fuserec.io import read_npy, write_npy
+from fuserec.ranking import top_k
 
 _GROW = 1.5
 
@@ -41,7 +42,7 @@ class ExactIndex(VectorIndex):
         return queries @ self.vectors.T
 
     def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return _top_k(self._scores(queries), k)
+        return top_k(self._scores(queries), k)
 
     def _search_filtered(self, queries: np.ndarray, k: int, excl: list[np.ndarray],
                          allow: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -53,8 +54,7 @@ class ExactIndex(VectorIndex):
         for row, e in enumerate(excl):
             if len(e):
                 scores[row, e[(e >= 0) & (e < self._ntotal)]] = -np.inf
-        pos, vals = _top_k(scores, min(k, self._ntotal))
-        return _pad(pos, vals, k)
+        return top_k(scores, k)  # pads with -1 / -inf past the catalog
 
     def reconstruct(self, positions: np.ndarray) -> np.ndarray:
         return self.vectors[np.asarray(positions, dtype=np.int64)]
