@@ -379,11 +379,9 @@ def report_command(
 
 
 def _takes_seed(name: str) -> bool:
-    import inspect
-
     from fuserec.models import MODELS
 
-    return "seed" in inspect.signature(MODELS.get(name).__init__).parameters
+    return "seed" in MODELS.get(name).options()
 
 
 if __name__ == "__main__":

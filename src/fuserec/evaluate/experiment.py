@@ -100,7 +100,7 @@ def run_model(dataset: Dataset, name: str, ks: Sequence[int] = (10, 20),
     held-out items). Returns ``{"dataset", "model", "metrics", "train_seconds", ...}``.
     """
     options = model_params(dataset.name, name, params)
-    if "progress" in inspect.signature(MODELS.get(name).__init__).parameters:
+    if "progress" in MODELS.get(name).options():
         options.setdefault("progress", progress)
     model = MODELS.create(name, **options)
     if name in CONTENT_MODELS and not dataset.item_features:

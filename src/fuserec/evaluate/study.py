@@ -252,8 +252,7 @@ def rank(model: Recommender, users: np.ndarray, k: int, seen: sp.csr_matrix | No
 def _fit(name: str, params: Mapping[str, Any], train: sp.csr_matrix,
          validation: sp.csr_matrix | None, item_features: Mapping[str, View],
          user_features: Mapping[str, View], seed: int) -> tuple[Recommender, float]:
-    cls = MODELS.get(name)
-    init = inspect.signature(cls.__init__).parameters
+    init = MODELS.get(name).options()
     options = dict(params)
     if "seed" in init:
         options.setdefault("seed", seed)

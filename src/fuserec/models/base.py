@@ -6,6 +6,7 @@ Users and items are addressed by row and column index of the interaction matrix
 
 from __future__ import annotations
 
+import inspect
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -27,6 +28,11 @@ class Recommender(ABC):
 
     name: str
     interactions: sp.csr_matrix | None = None
+
+    @classmethod
+    def options(cls) -> set[str]:
+        """Names of the keyword options the constructor accepts."""
+        return set(constructor_arguments(cls))
 
     @abstractmethod
     def fit(self, interactions: sp.csr_matrix,
@@ -115,6 +121,13 @@ class Recommender(ABC):
                 (arrays["_seen.data"], arrays["_seen.indices"], arrays["_seen.indptr"]),
                 shape=tuple(config["_seen_shape"]))
         return model
+
+
+def constructor_arguments(cls: type) -> list[str]:
+    """The named parameters of ``cls.__init__`` (no ``self``, ``*args`` or ``**kwargs``)."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    return [p.name for p in params if p.name != "self"
+            and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
 
 
 class _ModelRegistry(Registry[Recommender]):

@@ -11,6 +11,7 @@ items. Users are ID embeddings. Trained with a softmax over the catalog by defau
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -36,15 +37,11 @@ class FusionRecommender(TorchRecommender):
 
     name = "fusion"
 
+    train_defaults = {"batch_size": 512, "lr": 2e-3, "loss": "softmax"}
+
     def __init__(self, factors: int = 64, hidden: int = 256, gate: str = "attention",
-                 id_dropout: float = 0.3, epochs: int = 100, batch_size: int = 512,
-                 lr: float = 2e-3, reg: float = 1e-4, loss: str = "softmax",
-                 temperature: float = 0.2, negatives: int = 4096,
-                 full_softmax_items: int = 50_000, patience: int = 10, eval_every: int = 1,
-                 val_k: int = 20, seed: int = 0, threads: int | None = 1,
-                 progress: bool = False) -> None:
-        super().__init__(factors, epochs, batch_size, lr, reg, loss, temperature, negatives,
-                         full_softmax_items, patience, eval_every, val_k, seed, threads, progress)
+                 id_dropout: float = 0.3, **train: Any) -> None:
+        super().__init__(factors, **train)
         self.hidden = hidden
         self.gate = gate
         self.id_dropout = id_dropout

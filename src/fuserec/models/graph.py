@@ -21,6 +21,7 @@ softmax over the catalog; items never seen in training keep their content and gr
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -85,17 +86,13 @@ class FuseGraph(TorchRecommender):
 
     name = "fusegraph"
 
+    train_defaults = {"epochs": 200, "batch_size": 2048, "lr": 5e-3, "loss": "bpr"}
+
     def __init__(self, factors: int = 64, layers: int = 2, item_layers: int = 1,
                  knn: int = 10, hidden: int = 256, gate: str = "attention",
                  content_weight: float = 1.0, edge_dropout: float = 0.1,
-                 item_bias: bool = False, epochs: int = 200,
-                 batch_size: int = 2048, lr: float = 5e-3, reg: float = 1e-4,
-                 loss: str = "bpr", temperature: float = 0.2, negatives: int = 4096,
-                 full_softmax_items: int = 50_000, patience: int = 10, eval_every: int = 1,
-                 val_k: int = 20, seed: int = 0, threads: int | None = 1,
-                 progress: bool = False) -> None:
-        super().__init__(factors, epochs, batch_size, lr, reg, loss, temperature, negatives,
-                         full_softmax_items, patience, eval_every, val_k, seed, threads, progress)
+                 item_bias: bool = False, **train: Any) -> None:
+        super().__init__(factors, **train)
         self.layers = layers
         self.item_layers = item_layers
         self.knn = knn

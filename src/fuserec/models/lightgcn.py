@@ -7,6 +7,7 @@ final vectors are the mean over layers 0..L. No feature transforms, no non-linea
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -39,14 +40,10 @@ class LightGCN(TorchRecommender):
 
     name = "lightgcn"
 
-    def __init__(self, factors: int = 64, layers: int = 3, epochs: int = 200,
-                 batch_size: int = 2048, lr: float = 1e-3, reg: float = 1e-4,
-                 loss: str = "bpr", temperature: float = 0.2, negatives: int = 4096,
-                 full_softmax_items: int = 50_000, patience: int = 10, eval_every: int = 1,
-                 val_k: int = 20, seed: int = 0, threads: int | None = 1,
-                 progress: bool = False) -> None:
-        super().__init__(factors, epochs, batch_size, lr, reg, loss, temperature, negatives,
-                         full_softmax_items, patience, eval_every, val_k, seed, threads, progress)
+    train_defaults = {"epochs": 200, "batch_size": 2048, "lr": 1e-3, "loss": "bpr"}
+
+    def __init__(self, factors: int = 64, layers: int = 3, **train: Any) -> None:
+        super().__init__(factors, **train)
         self.layers = layers
 
     def build(self, interactions: sp.csr_matrix,

@@ -17,7 +17,6 @@ dot product; subclasses only say how the vectors are computed from parameters
 
 from __future__ import annotations
 
-import inspect
 import time
 from abc import abstractmethod
 from collections.abc import Mapping
@@ -30,7 +29,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fuserec.fuse.base import View
 from fuserec.fuse.normalize import ModalityNormalizer
-from fuserec.models.base import Recommender
+from fuserec.models.base import Recommender, constructor_arguments
 
 
 def sparse_tensor(m: sp.spmatrix) -> torch.Tensor:
@@ -99,6 +98,14 @@ def ranking_metrics(user_vecs: np.ndarray, item_vecs: np.ndarray, seen: sp.csr_m
             f"ndcg@{k}": float(np.concatenate(ndcgs).mean())}
 
 
+#: training options every torch model accepts, with their shared defaults
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "epochs": 100, "batch_size": 1024, "lr": 1e-3, "reg": 1e-4, "loss": "softmax",
+    "temperature": 0.2, "negatives": 4096, "full_softmax_items": 50_000, "patience": 10,
+    "eval_every": 1, "val_k": 20, "seed": 0, "threads": 1, "progress": False,
+}
+
+
 class EmbeddingRecommender(Recommender):
     """A model that scores by the dot product of user and item vectors."""
 
@@ -113,8 +120,7 @@ class EmbeddingRecommender(Recommender):
 
     def hyperparameters(self) -> dict[str, Any]:
         """Constructor arguments, read back from attributes of the same name."""
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {n: getattr(self, n) for n in names}
+        return {n: getattr(self, n) for n in constructor_arguments(type(self))}
 
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         arrays = {"user_factors": self.user_factors, "item_factors": self.item_factors}
@@ -132,33 +138,52 @@ class EmbeddingRecommender(Recommender):
 
 
 class TorchRecommender(EmbeddingRecommender):
-    """Base of the models trained with mini-batch gradient descent in torch."""
+    """Base of the models trained with mini-batch gradient descent in torch.
 
-    def __init__(self, factors: int = 64, epochs: int = 100, batch_size: int = 1024,
-                 lr: float = 1e-3, reg: float = 1e-4, loss: str = "softmax",
-                 temperature: float = 0.2, negatives: int = 4096,
-                 full_softmax_items: int = 50_000, patience: int = 10, eval_every: int = 1,
-                 val_k: int = 20, seed: int = 0, threads: int | None = 1,
-                 progress: bool = False) -> None:
-        if loss not in ("bpr", "softmax"):
-            raise ValueError(f"loss must be 'bpr' or 'softmax', not {loss!r}")
+    Every subclass takes the training options of ``TRAIN_DEFAULTS`` as keyword arguments
+    (``epochs``, ``batch_size``, ``lr``, ``reg``, ``loss``, ``temperature``, ``negatives``,
+    ``full_softmax_items``, ``patience``, ``eval_every``, ``val_k``, ``seed``, ``threads``,
+    ``progress``); a subclass overrides the defaults it needs in ``train_defaults``.
+    """
+
+    #: this model's own defaults for the shared training options (see ``TRAIN_DEFAULTS``)
+    train_defaults: dict[str, Any] = {}
+
+    epochs: int
+    batch_size: int
+    lr: float
+    reg: float
+    loss: str
+    temperature: float
+    negatives: int
+    full_softmax_items: int
+    patience: int
+    eval_every: int
+    val_k: int
+    seed: int
+    threads: int | None
+    progress: bool
+
+    def __init__(self, factors: int = 64, **train: Any) -> None:
+        unknown = sorted(set(train) - set(TRAIN_DEFAULTS))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unknown option(s) {unknown}; training "
+                            f"options are {sorted(TRAIN_DEFAULTS)}")
+        options = {**TRAIN_DEFAULTS, **self.train_defaults, **train}
+        if options["loss"] not in ("bpr", "softmax"):
+            raise ValueError(f"loss must be 'bpr' or 'softmax', not {options['loss']!r}")
         self.factors = factors
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.reg = reg
-        self.loss = loss
-        self.temperature = temperature
-        self.negatives = negatives
-        self.full_softmax_items = full_softmax_items
-        self.patience = patience
-        self.eval_every = eval_every
-        self.val_k = val_k
-        self.seed = seed
-        self.threads = threads
-        self.progress = progress
+        for name, value in options.items():
+            setattr(self, name, value)
         self.history: list[dict[str, float]] = []
         self.best_epoch: int = 0
+
+    @classmethod
+    def options(cls) -> set[str]:
+        return super().options() | set(TRAIN_DEFAULTS)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {**super().hyperparameters(), **{n: getattr(self, n) for n in TRAIN_DEFAULTS}}
 
     # -- what subclasses provide ---------------------------------------------------------
     @abstractmethod

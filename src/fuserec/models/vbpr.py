@@ -9,6 +9,7 @@ never seen in training keep only their content part, so they are scored from con
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -37,14 +38,10 @@ class VBPR(TorchRecommender):
 
     name = "vbpr"
 
-    def __init__(self, factors: int = 32, content_factors: int = 32, epochs: int = 100,
-                 batch_size: int = 2048, lr: float = 5e-3, reg: float = 1e-4,
-                 loss: str = "bpr", temperature: float = 0.2, negatives: int = 4096,
-                 full_softmax_items: int = 50_000, patience: int = 10, eval_every: int = 1,
-                 val_k: int = 20, seed: int = 0, threads: int | None = 1,
-                 progress: bool = False) -> None:
-        super().__init__(factors, epochs, batch_size, lr, reg, loss, temperature, negatives,
-                         full_softmax_items, patience, eval_every, val_k, seed, threads, progress)
+    train_defaults = {"batch_size": 2048, "lr": 5e-3, "loss": "bpr"}
+
+    def __init__(self, factors: int = 32, content_factors: int = 32, **train: Any) -> None:
+        super().__init__(factors, **train)
         self.content_factors = content_factors
 
     def build(self, interactions: sp.csr_matrix,
