@@ -214,3 +214,17 @@ def test_training_is_reproducible_with_a_seed():
     a = FusionRecommender(hidden=16, epochs=5, batch_size=8, **_FAST).fit(matrix, features)
     b = FusionRecommender(hidden=16, epochs=5, batch_size=8, **_FAST).fit(matrix, features)
     np.testing.assert_allclose(a.item_factors, b.item_factors, atol=1e-6)
+
+
+def test_added_items_are_scored_and_folded_in():
+    matrix, features = _data()
+    model = ContentCosine().fit(matrix, features)
+    new = model.item_vectors()[[1]]  # a copy of an odd-group item
+    model.add_items(new)
+    assert model.item_vectors().shape[0] == N_ITEMS + 1
+    assert model.item_popularity()[-1] == 0.0
+    ids, _ = model.recommend([4], k=N_ITEMS + 1)
+    assert N_ITEMS in ids[0]
+    history = sp.csr_matrix(([1.0], ([0], [N_ITEMS])), shape=(1, N_ITEMS + 1))
+    folded = model.fold_in(history)
+    assert float(folded[0] @ model.item_vectors()[1]) > float(folded[0] @ model.item_vectors()[0])

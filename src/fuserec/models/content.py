@@ -114,6 +114,20 @@ class ContentCosine(Recommender):
     def item_vectors(self) -> np.ndarray:
         return self._items
 
+    def item_popularity(self) -> np.ndarray:
+        """Training interactions per item scaled to [0, 1] (the tie-breaker of ``score``)."""
+        return self._pop
+
+    def add_items(self, vectors: np.ndarray) -> None:
+        """Append fused vectors of new items (e.g. added while serving); they start at zero
+        popularity, and :meth:`fold_in` and :meth:`score` cover them from then on."""
+        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        if vectors.shape[1] != self._items.shape[1]:
+            raise ValueError(f"new item vectors have {vectors.shape[1]} dimensions, the model "
+                             f"{self._items.shape[1]}")
+        self._items = np.concatenate([self._items, vectors], 0)
+        self._pop = np.concatenate([self._pop, np.zeros(len(vectors), np.float32)])
+
     def user_vector_matrix(self) -> np.ndarray:
         return self._users
 

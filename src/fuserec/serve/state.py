@@ -125,7 +125,8 @@ class ServingState:
                  encoders: Mapping[str, Any] | None = None,
                  limits: ServeLimits | None = None) -> None:
         model = artifacts.model
-        for attr in ("fold_in", "explain", "fuser", "item_vectors"):
+        for attr in ("fold_in", "explain", "fuser", "item_vectors", "item_popularity",
+                     "add_items"):
             if not hasattr(model, attr):
                 held = getattr(model, "name", type(model).__name__)
                 raise TypeError(f"serving needs a content model with {attr}() "
@@ -163,7 +164,7 @@ class ServingState:
         if len(vectors) != len(items):
             raise ValueError(f"the model has {len(vectors)} item vectors for {len(items)} items")
         self.vectors = vectors
-        self.popularity = np.asarray(getattr(model, "_pop", np.zeros(len(items))), np.float32)
+        self.popularity = np.asarray(model.item_popularity(), np.float32)
         self.index: VectorIndex = build_index(vectors, index_kind, **dict(index_config or {}))
         if hasattr(self.index, "set_threads") and "threads" not in (index_config or {}):
             self.index.set_threads(1)  # built with every core; served one query at a time
@@ -440,8 +441,10 @@ class ServingState:
             if item_id in self.item_pos:
                 raise ServeError(f"an item with id {item_id!r} already exists", 409)
             pos = self.n_items
-            self.vectors = np.concatenate([self.vectors, vector[None, :]], 0)
-            self.popularity = np.concatenate([self.popularity, np.zeros(1, np.float32)])
+            # the model scores and folds in over its own item matrix: it gets the new item too
+            self.model.add_items(vector[None, :])
+            self.vectors = np.ascontiguousarray(self.model.item_vectors(), dtype=np.float32)
+            self.popularity = np.asarray(self.model.item_popularity(), np.float32)
             self.items = pd.concat([self.items, frame], ignore_index=True)
             self.item_texts = [*self.item_texts, text]
             self.item_media = [*self.item_media, {c: list(media.get(c, [])) for c in
@@ -450,10 +453,6 @@ class ServingState:
             self.index.add(vector[None, :])
             self.item_ids = [*self.item_ids, item_id]
             self.item_pos = {**self.item_pos, item_id: pos}
-            # The model's fold_in works on its own item matrix: give it the new column too,
-            # so feedback on the new item moves a user's vector.
-            self.model._items = self.vectors
-            self.model._pop = self.popularity
             self._user_vectors = {u: v for u, v in self._user_vectors.items()
                                   if u not in self.feedback}
         return pos
