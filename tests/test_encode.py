@@ -444,3 +444,17 @@ def test_audio_bad_file(audio_encoder, tmp_path: Path) -> None:
     view = encode_records(frame, tmp_path, "audio", audio_encoder, None, progress=False)
     assert view.present.tolist() == [True, False]
     assert len(view.errors) == 1 and "broken.wav" in view.errors[0][1]
+
+
+def test_file_hash_is_remembered_until_the_file_changes(tmp_path):
+    import hashlib
+
+    from fuserec.encode.hashing import file_hash
+
+    path = tmp_path / "clip.bin"
+    path.write_bytes(b"first version")
+    first = file_hash(path)
+    assert first == hashlib.sha256(b"first version").hexdigest()
+    assert file_hash(path) == first
+    path.write_bytes(b"second, longer version")
+    assert file_hash(path) == hashlib.sha256(b"second, longer version").hexdigest()
