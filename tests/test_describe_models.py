@@ -110,3 +110,36 @@ def test_whisper_base_from_its_split_wheels(spoken_clip, tmp_path):
     assert (tmp_path / "base" / "model.bin").stat().st_size > 100_000_000  # parts joined once
     [result] = describer.describe([spoken_clip])
     assert "movie" in result.facts["transcript"].lower(), result.facts["transcript"]
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None,
+                    reason="espeak-ng is not installed (scripts/test.sh installs it)")
+def test_router_sends_spoken_episodes_to_text_fusion_and_it_wins_there(tmp_path):
+    """Known answer: a spoken episode's transcript restates its topic, which its acoustic
+    features cannot show; the router must find those items and text fusion must rank them
+    better than feature fusion does."""
+    import json
+
+    import pandas as pd
+
+    from fuserec.data.synthetic import DemoCatalogSpec, load_truth
+    from fuserec.describe_stage import DescribeConfig
+    from fuserec.pipeline import PipelineConfig, run_demo
+
+    spec = DemoCatalogSpec(n_items=200, n_users=150, seed=7, inject_errors=False)
+    results = run_demo(tmp_path, spec, PipelineConfig(progress=False,
+                                                      describe=DescribeConfig(llm=None)))
+    spoken = set(load_truth(tmp_path / "catalog")["spoken"])
+    items = pd.read_parquet(tmp_path / "artifacts" / "describe" / "items.parquet")
+    is_spoken = items["id"].isin(spoken)
+    assert is_spoken.sum() >= 20
+    # transcripts agree with the own text; picture labels and tempo words do not
+    assert items.loc[is_spoken, "agreement_mean"].median() > \
+        items.loc[~is_spoken, "agreement_mean"].quantile(0.9)
+    d = results["describe"]
+    assert d["router"]["text"] > 0 and d["router"]["feature"] > 0
+    text_path = items["route"] == "text"
+    assert is_spoken[text_path].mean() > 0.8  # the text path holds the spoken episodes
+    on_text = d["per_path"]["text"]
+    assert on_text["text fusion"]["ndcg@10"] > on_text["feature fusion"]["ndcg@10"]
+    assert json.loads((tmp_path / "results.json").read_text())["router"] == d["router"]

@@ -1,7 +1,9 @@
 import hashlib
+import shutil
 
 import numpy as np
 import pandas as pd
+import pytest
 import soundfile as sf
 from PIL import Image
 
@@ -39,12 +41,12 @@ def test_catalog_is_ordinary_files_in_the_documented_format(tmp_path):
     root = generate_demo_catalog(tmp_path, spec, progress=False)
     items = pd.read_csv(root / "items.csv")
     assert {"id", "title", "description", "images", "audio", "attr_price"} <= set(items.columns)
-    first = items.iloc[0]
+    truth = load_truth(root)
+    first = items[~items["id"].isin(truth["spoken"])].iloc[0]
     img = Image.open(root / first["images"].split("|")[0])
     assert img.size == (224, 224)
     audio, sr = sf.read(root / first["audio"])
     assert sr == 22_050 and 1.5 < len(audio) / sr < 2.5
-    truth = load_truth(root)
     assert len(truth["items"]) == 30 and len(truth["users"]) == 15
     assert truth["values"]["visual_style"] == VISUAL_STYLES
     assert truth["values"]["sound_style"] == SOUND_STYLES
@@ -55,13 +57,36 @@ def test_interactions_follow_the_hidden_taste(tmp_path):
     root = generate_demo_catalog(tmp_path, spec, progress=False)
     truth = load_truth(root)
     log = pd.read_csv(root / "interactions.csv")
-    matches = []
+    spoken = set(truth["spoken"])
+    matches, spoken_topic = [], []
     for row in log.itertuples():
         item = np.array(truth["items"][row.item_id])
         pref = np.array(truth["users"][row.user_id]["prefers"])
-        matches.append(item == pref)
+        if row.item_id in spoken:
+            spoken_topic.append(item[2] == pref[2])
+        else:
+            matches.append(item == pref)
     share = np.mean(matches, axis=0)
     assert np.all(share > 0.3), share  # vs 1/6 for random choice
+    assert np.mean(spoken_topic) > 0.5  # a spoken episode is chosen for its topic
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None,
+                    reason="espeak-ng is not installed (scripts/test.sh installs it)")
+def test_spoken_episodes_have_a_narrated_clip_and_no_picture(tmp_path):
+    spec = DemoCatalogSpec(n_items=30, n_users=10, seed=1, inject_errors=False)
+    root = generate_demo_catalog(tmp_path, spec, progress=False)
+    truth = load_truth(root)
+    items = pd.read_csv(root / "items.csv", keep_default_na=False).set_index("id")
+    assert 2 <= len(truth["spoken"]) <= 15  # about spoken_share of the items
+    for item_id in truth["spoken"]:
+        row = items.loc[item_id]
+        assert row["images"] == "" and truth["items"][item_id][:2] == [-1, -1]
+        audio, sr = sf.read(root / row["audio"])
+        assert len(audio) / sr > 3.0 and np.abs(audio).max() > 0.05  # seconds of speech
+    none = generate_demo_catalog(tmp_path / "none", DemoCatalogSpec(
+        n_items=10, n_users=5, seed=1, spoken_share=0.0, inject_errors=False), progress=False)
+    assert load_truth(none)["spoken"] == []
 
 
 def test_injected_errors_are_reported_and_good_records_survive(tmp_path):

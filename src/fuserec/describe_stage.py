@@ -264,9 +264,8 @@ def _why(results: Mapping[str, Any], k: int) -> str:
     routed = views["routed"][f"ndcg@{k}"]
     return (f" On validation no split of the items beat a single path (text fusion for every "
             f"item: NDCG@{k} {text_all:.4f} on test, the chosen path: {routed:.4f}). Where the "
-            "pictures' labels never tell the same story as the text, as with the demo catalog's "
-            "abstract patterns, feature fusion wins everywhere; on ML-1M posters the router "
-            "sends 80% of the movies to text fusion (BENCHMARKS.md, Describe).")
+            "generated words never tell the same story as the text (abstract pictures, music "
+            "without words), feature fusion wins everywhere.")
 
 
 def report_section(results: Mapping[str, Any], k: int) -> str:

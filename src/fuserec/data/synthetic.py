@@ -6,10 +6,16 @@ Every item carries three independent hidden factors, each visible through one mo
 * a sound style (drone, beeps, drums, chords, sweeps, plucks) synthesised into its audio clip,
 * a topic (cooking, hiking, ...) written into its title and description.
 
+A share of the items are spoken episodes instead (when espeak-ng is installed): no picture, a
+short title, and a narrated clip whose words restate and extend the topic. Their audio features
+only say "speech", so their topic is best read from the transcript: these are the items whose
+generated text views agree with their own text, and the consistency router's text path.
+
 Every user prefers one value of each factor, with personal weights, plus a little taste for
-popular items. Interactions are sampled with probability ``exp(beta * match score)``. So each
-single modality explains only part of a user's choices and fusing the three views should
-measurably beat any one of them: the demo checks exactly that. The hidden factors are written
+popular items (a spoken episode matches on its topic only, weighted as two factors).
+Interactions are sampled with probability ``exp(beta * match score)``. So each single modality
+explains only part of a user's choices and fusing the three views should measurably beat any
+one of them: the demo checks exactly that. The hidden factors are written
 to ``truth.json`` beside the catalog for tests and curious readers; the pipeline never reads it.
 
 The catalog is ordinary files (JPEG/PNG images, WAV clips, CSV tables) and doubles as the
@@ -21,6 +27,9 @@ ids) so that validation has something to report; every good record still goes th
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +85,7 @@ class DemoCatalogSpec:
     max_interactions: int = 36
     user_text_share: float = 0.5
     user_image_share: float = 0.25
+    spoken_share: float = 0.2
     inject_errors: bool = True
 
 
@@ -98,6 +108,8 @@ def generate_demo_catalog(out: Path, spec: DemoCatalogSpec | None = None,
     item_factors = np.stack([rng.integers(0, n, spec.n_items) for n in (n_vis, n_snd, n_top)], 1)
     quality = rng.normal(0.0, 0.5, spec.n_items)
     item_ids = [f"item_{j:04d}" for j in range(spec.n_items)]
+    spoken = _spoken_items(spec, rng)
+    item_factors[spoken, :2] = -1  # a spoken episode has no visual or sound style
 
     items = []
     with Progress(disable=not progress, transient=True) as bar:
@@ -105,6 +117,10 @@ def generate_demo_catalog(out: Path, spec: DemoCatalogSpec | None = None,
         for j, item_id in enumerate(item_ids):
             vis, snd, top = (int(v) for v in item_factors[j])
             irng = np.random.default_rng([spec.seed, j])
+            if spoken[j]:
+                items.append(_spoken_item(out, item_id, topics[top], irng))
+                bar.advance(task)
+                continue
             ext = "png" if j % 5 == 0 else "jpg"
             image_paths = [f"images/{item_id}.{ext}"]
             _draw_style(vis, irng).save(out / image_paths[0], quality=90)
@@ -137,6 +153,7 @@ def generate_demo_catalog(out: Path, spec: DemoCatalogSpec | None = None,
             row["images"] = path
         users.append(row)
         match = (item_factors == prefs[i]).astype(float) @ weights[i]
+        match[spoken] *= 2.0
         logits = spec.beta * match + quality
         p = np.exp(logits - logits.max())
         p /= p.sum()
@@ -156,6 +173,7 @@ def generate_demo_catalog(out: Path, spec: DemoCatalogSpec | None = None,
         "factors": ["visual_style", "sound_style", "topic"],
         "values": {"visual_style": VISUAL_STYLES, "sound_style": SOUND_STYLES, "topic": topics},
         "items": {iid: item_factors[j].tolist() for j, iid in enumerate(item_ids)},
+        "spoken": [iid for j, iid in enumerate(item_ids) if spoken[j]],
         "users": {uid: {"prefers": prefs[i].tolist(), "weights": weights[i].round(3).tolist()}
                   for i, uid in enumerate(user_ids)},
         "spec": spec.__dict__,
@@ -285,6 +303,44 @@ def _write_text(topic: str, rng: np.random.Generator) -> tuple[str, str]:
     description = (f"{filler} about {phrases[picks[0]]}, with notes on the {other}. "
                    f"Also: {phrases[picks[1]]}.")
     return title, description
+
+
+def _spoken_items(spec: DemoCatalogSpec, rng: np.random.Generator) -> np.ndarray:
+    """Which items are spoken episodes (none when espeak-ng is missing: nothing can speak)."""
+    mask = rng.random(spec.n_items) < spec.spoken_share
+    if mask.any() and shutil.which("espeak-ng") is None:
+        print("espeak-ng is not installed: the demo catalog has no spoken episodes")
+        return np.zeros(spec.n_items, bool)
+    return mask
+
+
+def _spoken_item(out: Path, item_id: str, topic: str, rng: np.random.Generator) -> dict:
+    """A spoken episode: a short title and a narrated WAV about the topic, no picture."""
+    nouns, phrases = TOPICS[topic]
+    adj = ADJECTIVES[int(rng.integers(len(ADJECTIVES)))]
+    title = f"The {adj} {nouns[int(rng.integers(len(nouns)))]}"
+    picks = rng.choice(len(phrases), 2, replace=False)
+    extra = rng.choice(len(nouns), 2, replace=False)
+    script = (f"Welcome back. Today we talk about {phrases[picks[0]]}. "
+              f"We cover the {nouns[extra[0]]} and the {nouns[extra[1]]}, "
+              f"and then {phrases[picks[1]]}.")
+    audio_path = f"audio/{item_id}.wav"
+    _speak(script, out / audio_path)
+    return {"id": item_id, "title": title, "description": "A spoken episode.", "images": "",
+            "audio": audio_path, "attr_price": round(float(rng.uniform(2, 60)), 2),
+            "attr_year": int(rng.integers(1990, 2026))}
+
+
+def _speak(text: str, path: Path) -> None:
+    """Synthesise ``text`` with espeak-ng into a 16-bit WAV at ``path`` (atomic)."""
+    with tempfile.NamedTemporaryFile(suffix=".wav", dir=path.parent, delete=False) as tmp:
+        tmp_path = Path(tmp.name)
+    try:
+        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(tmp_path), text],
+                       check=True, capture_output=True, timeout=60)
+        tmp_path.replace(path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
 
 
 def _write_bio(topic: str, rng: np.random.Generator) -> str:

@@ -84,8 +84,9 @@ class ConsistencyRouter:
         return views, weights
 
     @staticmethod
-    def candidates(score: np.ndarray, n: int = 5) -> list[float]:
-        """Thresholds worth trying: all-feature, all-text, and quantiles of ``score``."""
+    def candidates(score: np.ndarray, n: int = 9) -> list[float]:
+        """Thresholds worth trying: all-feature, all-text, and ``n`` quantiles of ``score``
+        (from the 10th to the 90th percentile)."""
         finite = np.asarray(score, np.float64)
         finite = finite[np.isfinite(finite)]
         qs = np.quantile(finite, np.linspace(0.1, 0.9, n)).tolist() if len(finite) else []
