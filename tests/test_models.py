@@ -10,11 +10,13 @@ from fuserec.models import (
     EASE,
     MODELS,
     VBPR,
+    Blend,
     ContentCosine,
     FuseGraph,
     FusionRecommender,
     ItemKNN,
     LightGCN,
+    MultimodalEASE,
     Popularity,
     Recommender,
 )
@@ -53,6 +55,10 @@ MODEL_FACTORIES = {
     "content-cosine": lambda: ContentCosine(weights={"text": 1.0, "image": 0.1}),
     "item-knn": lambda: ItemKNN(neighbors=20, shrink=0.0),
     "ease": lambda: EASE(l2=1.0),
+    "mmease": lambda: MultimodalEASE(l2=1.0, alpha={"text": 5.0}),
+    "blend": lambda: Blend([{"model": "ease", "params": {"l2": 1.0}},
+                            {"model": "content-cosine",
+                             "params": {"weights": {"text": 1.0, "image": 0.1}}}]),
     "bpr-mf": lambda: BPRMF(epochs=60, batch_size=64, lr=0.05, **_FAST),
     "lightgcn": lambda: LightGCN(layers=2, epochs=60, batch_size=64, lr=0.05, **_FAST),
     "vbpr": lambda: VBPR(content_factors=8, epochs=60, batch_size=64, lr=0.05, **_FAST),
@@ -64,8 +70,9 @@ MODEL_FACTORIES = {
 # which known answer each model must give: the content fixture (items with no interactions,
 # ranked from content) or the collaborative checkerboard (plus its cold items for hybrids)
 CONTENT_ANSWER = {"content-cosine"}
-COLLABORATIVE = {"item-knn", "ease", "bpr-mf", "lightgcn", "vbpr", "fusion", "fusegraph"}
-COLD_FROM_CONTENT = {"content-cosine", "vbpr", "fusion", "fusegraph"}
+COLLABORATIVE = {"item-knn", "ease", "mmease", "bpr-mf", "lightgcn", "vbpr", "fusion",
+                 "fusegraph", "blend"}
+COLD_FROM_CONTENT = {"content-cosine", "vbpr", "fusion", "fusegraph", "mmease", "blend"}
 
 
 def test_every_registered_model_is_under_contract():
@@ -228,3 +235,42 @@ def test_added_items_are_scored_and_folded_in():
     history = sp.csr_matrix(([1.0], ([0], [N_ITEMS])), shape=(1, N_ITEMS + 1))
     folded = model.fold_in(history)
     assert float(folded[0] @ model.item_vectors()[1]) > float(folded[0] @ model.item_vectors()[0])
+
+
+def test_blend_weights_come_from_validation():
+    """Known answer: blended with popularity (no signal between the two groups), the
+    checkerboard's EASE must get most of the weight, and the mix must recommend as EASE does."""
+    matrix, features = _checkerboard()
+    rng = np.random.default_rng(3)
+    train = matrix.tolil()
+    val = sp.lil_matrix(matrix.shape, dtype=np.float32)
+    for u in range(CB_USERS):  # hold one training item per user out for validation
+        i = int(rng.choice(matrix[u].indices))
+        train[u, i], val[u, i] = 0, 1
+    train, val = train.tocsr(), val.tocsr()
+    train.eliminate_zeros()
+    blend = Blend([{"model": "popularity"}, {"model": "ease", "params": {"l2": 1.0}}],
+                  select_k=3, grid_step=0.25).fit(train, features, validation=val)
+    assert blend.weights[1] >= 0.75 and len(blend.validation_recall) == 5
+    ease = EASE(l2=1.0).fit(train)
+    ids, _ = blend.recommend(np.arange(CB_USERS), k=2)
+    assert all(i % 2 == u % 2 for u in range(CB_USERS) for i in ids[u])
+    np.testing.assert_array_equal(ids[:, :1], ease.recommend(np.arange(CB_USERS), k=1)[0])
+    with pytest.raises(ValueError, match="non-negative"):
+        Blend([{"model": "ease"}], weights=[0.0])
+    with pytest.raises(KeyError, match="unknown model"):
+        Blend([{"model": "no-such-model"}])
+
+
+def test_mmease_ranks_a_cold_item_by_its_content_and_reduces_to_ease():
+    matrix, features = _checkerboard()
+    plain = EASE(l2=1.0).fit(matrix)
+    same = MultimodalEASE(l2=1.0, alpha=0.0).fit(matrix, features)
+    np.testing.assert_allclose(same.item_vectors(), plain.item_vectors(), atol=1e-5)
+    model = MultimodalEASE(l2=1.0, alpha={"text": 5.0}).fit(matrix, features)
+    for u in range(CB_USERS):
+        mine, other = (14, 15) if u % 2 == 0 else (15, 14)
+        s = model.score(np.array([u]))[0]
+        assert s[mine] > s[other], (u, s[14], s[15])
+    with pytest.raises(ValueError, match="item_features"):
+        MultimodalEASE().fit(matrix)

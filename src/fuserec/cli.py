@@ -272,9 +272,10 @@ def evaluate(
     from rich.table import Table
 
     from fuserec.data.adapters import load_dataset
-    from fuserec.evaluate.experiment import CONTENT_MODELS, run_model
+    from fuserec.evaluate.experiment import run_model
     from fuserec.io import write_json
     from fuserec.models import MODELS
+    from fuserec.models.base import content_models
 
     ks = sorted(set(k) | {int(a) for a in ctx.args if a.isdigit()})
     unknown = [a for a in ctx.args if not a.isdigit()]
@@ -289,7 +290,7 @@ def evaluate(
     console.print(data.summary())
     names = MODELS.names() if model == ["all"] else model
     if not data.item_features:
-        names = [n for n in names if n not in CONTENT_MODELS]
+        names = [n for n in names if n not in content_models()]
     results = []
     fitted = {}
     for name in names:

@@ -42,11 +42,10 @@ from fuserec.data.splits import SPLIT, published_split, split_interactions
 from fuserec.evaluate.metrics import ACCURACY, all_metrics, relevant_sets
 from fuserec.fuse.base import View
 from fuserec.fuse.sum import SumFusion
-from fuserec.models.base import MODELS, Recommender, top_k
+from fuserec.models.base import MODELS, Recommender, content_models, top_k
 from fuserec.models.rerank import mmr_batch, pool_size
 
 MODALITY_ORDER = ("text", "image", "audio")
-CONTENT_MODELS = frozenset({"content-cosine", "vbpr", "fusion", "fusegraph"})
 DEFAULT_MODELS = ("popularity", "item-knn", "bpr-mf", "content-cosine")
 DEFAULT_LAMBDAS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
 
@@ -285,7 +284,7 @@ def _union(a: sp.csr_matrix, b: sp.csr_matrix | None) -> sp.csr_matrix:
 
 
 def _model_ok(name: str, item_features: Mapping[str, View]) -> bool:
-    return name not in CONTENT_MODELS or bool(item_features)
+    return name not in content_models() or bool(item_features)
 
 
 # -- the study ---------------------------------------------------------------------------------

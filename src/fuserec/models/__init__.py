@@ -1,6 +1,7 @@
 """Recommenders behind one protocol, registered by name."""
 
 from fuserec.models.base import MODELS, Recommender, top_k
+from fuserec.models.blend import Blend
 from fuserec.models.content import ContentCosine
 from fuserec.models.ease import EASE
 from fuserec.models.fusion import FusionRecommender
@@ -8,10 +9,11 @@ from fuserec.models.graph import FuseGraph
 from fuserec.models.knn import ItemKNN
 from fuserec.models.lightgcn import LightGCN
 from fuserec.models.mf import BPRMF
+from fuserec.models.mmease import MultimodalEASE
 from fuserec.models.popularity import Popularity
 from fuserec.models.torch_base import EmbeddingRecommender, TorchRecommender
 from fuserec.models.vbpr import VBPR
 
-__all__ = ["MODELS", "BPRMF", "EASE", "ContentCosine", "EmbeddingRecommender", "FuseGraph",
-           "FusionRecommender", "ItemKNN", "LightGCN", "Popularity", "Recommender",
-           "TorchRecommender", "VBPR", "top_k"]
+__all__ = ["MODELS", "BPRMF", "EASE", "Blend", "ContentCosine", "EmbeddingRecommender",
+           "FuseGraph", "FusionRecommender", "ItemKNN", "LightGCN", "MultimodalEASE",
+           "Popularity", "Recommender", "TorchRecommender", "VBPR", "top_k"]

@@ -28,6 +28,8 @@ class Recommender(ABC):
 
     name: str
     interactions: sp.csr_matrix | None = None
+    #: True for models that cannot fit without item content views
+    needs_content: bool = False
 
     @classmethod
     def options(cls) -> set[str]:
@@ -128,6 +130,11 @@ def constructor_arguments(cls: type) -> list[str]:
     params = inspect.signature(cls.__init__).parameters.values()
     return [p.name for p in params if p.name != "self"
             and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+
+
+def content_models() -> frozenset[str]:
+    """Names of the registered models that read item content views."""
+    return frozenset(n for n in MODELS.names() if MODELS.get(n).needs_content)
 
 
 class _ModelRegistry(Registry[Recommender]):

@@ -32,6 +32,7 @@ class ContentCosine(Recommender):
     """Rank items by cosine between fused user and item content vectors."""
 
     name = "content-cosine"
+    needs_content = True
 
     def __init__(self, modalities: Sequence[str] | None = None,
                  weights: Mapping[str, float] | None = None, own_weight: float = 0.5) -> None:

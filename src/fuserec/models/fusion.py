@@ -36,6 +36,7 @@ class FusionRecommender(TorchRecommender):
     """Gated multimodal fusion learned from interactions; cold items scored from content."""
 
     name = "fusion"
+    needs_content = True
 
     train_defaults = {"batch_size": 512, "lr": 2e-3, "loss": "softmax"}
 

@@ -85,6 +85,7 @@ class FuseGraph(TorchRecommender):
     """Content tower + frozen multimodal item-item kNN graph + LightGCN over interactions."""
 
     name = "fusegraph"
+    needs_content = True
 
     train_defaults = {"epochs": 200, "batch_size": 2048, "lr": 5e-3, "loss": "bpr"}
 

@@ -37,6 +37,7 @@ class VBPR(TorchRecommender):
     """Visual/content-aware BPR with every available content view concatenated."""
 
     name = "vbpr"
+    needs_content = True
 
     train_defaults = {"batch_size": 2048, "lr": 5e-3, "loss": "bpr"}
 

@@ -1,0 +1,174 @@
+"""A blend of recommenders: per-user standardised scores, mixed with validation-chosen weights.
+
+Models that learn from different evidence make different mistakes: a graph model trained on
+interactions and a closed-form model that also reads content agree on the obvious items and
+each adds items the other misses. Scores live on unrelated scales, so each member's scores are
+standardised per user (z-scores over the catalog) before the weighted sum. With a validation
+split and no fixed ``weights`` the weights are chosen on it (Recall@``select_k`` over a grid on
+the simplex); without one the members count equally.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from fuserec.fuse.base import View
+from fuserec.fuse.normalize import l2_normalize
+from fuserec.models.base import MODELS, Recommender
+from fuserec.ranking import top_k
+
+DEFAULT_MEMBERS: tuple[dict[str, Any], ...] = ({"model": "lightgcn"}, {"model": "mmease"})
+
+
+def standardise(scores: np.ndarray) -> np.ndarray:
+    """Per-row z-scores (rows with no spread become zero)."""
+    scores = np.asarray(scores, np.float32)
+    centred = scores - scores.mean(1, keepdims=True)
+    return centred / np.maximum(scores.std(1, keepdims=True), 1e-12)
+
+
+def simplex_grid(n: int, step: float) -> list[tuple[float, ...]]:
+    """Weight vectors of ``n`` members on a grid of ``step`` that sum to one."""
+    ticks = int(round(1 / step))
+    return [tuple(c / ticks for c in combo)
+            for combo in itertools.product(range(ticks + 1), repeat=n) if sum(combo) == ticks]
+
+
+def validation_recall(score: np.ndarray, seen: sp.csr_matrix, relevant: sp.csr_matrix,
+                      k: int) -> float:
+    """Mean Recall@k of ``score`` rows (seen items excluded) against ``relevant`` rows."""
+    score = score.copy()
+    rows = np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr))
+    score[rows, seen.indices] = -np.inf
+    ranked, _ = top_k(score, k)
+    recalls = []
+    for r in range(relevant.shape[0]):
+        truth = relevant.indices[relevant.indptr[r]:relevant.indptr[r + 1]]
+        if len(truth):
+            recalls.append(np.isin(ranked[r], truth).sum() / len(truth))
+    return float(np.mean(recalls)) if recalls else 0.0
+
+
+@MODELS.register("blend")
+class Blend(Recommender):
+    """Weighted sum of standardised member scores; members given as ``{"model", "params"}``."""
+
+    name = "blend"
+    needs_content = True  # the default members include mmease
+
+    def __init__(self, members: Sequence[Mapping[str, Any]] = DEFAULT_MEMBERS,
+                 weights: Sequence[float] | None = None, select_k: int = 20,
+                 grid_step: float = 0.1, seed: int | None = None) -> None:
+        if not members:
+            raise ValueError("a blend needs at least one member")
+        if weights is not None and (len(weights) != len(members) or min(weights) < 0
+                                    or sum(weights) <= 0):
+            raise ValueError(f"weights must be {len(members)} non-negative numbers, not all "
+                             f"zero: {weights}")
+        self.specs = [{"model": m["model"], "params": dict(m.get("params", {}))}
+                      for m in members]
+        for spec in self.specs:
+            MODELS.get(spec["model"])  # unknown names fail here, before any training
+        self.weights = list(weights) if weights is not None else None
+        self.select_k, self.grid_step, self.seed = select_k, grid_step, seed
+        self.members: list[Recommender] = []
+        self.validation_recall: dict[str, float] = {}
+        self._interactions: sp.csr_matrix | None = None
+
+    @property
+    def interactions(self) -> sp.csr_matrix | None:  # type: ignore[override]
+        return self._interactions
+
+    @interactions.setter
+    def interactions(self, matrix: sp.csr_matrix | None) -> None:
+        # members read their history from it (EASE-style models score x_u B), so it travels
+        self._interactions = matrix
+        for member in self.members:
+            member.interactions = matrix
+
+    def _create(self, spec: Mapping[str, Any]) -> Recommender:
+        cls = MODELS.get(spec["model"])
+        params = dict(spec["params"])
+        if self.seed is not None and "seed" in cls.options():
+            params.setdefault("seed", self.seed)
+        return cls(**params)
+
+    def fit(self, interactions: sp.csr_matrix, item_features: Mapping[str, View] | None = None,
+            user_features: Mapping[str, View] | None = None,
+            validation: sp.csr_matrix | None = None) -> Blend:
+        interactions = interactions.tocsr()
+        self.members = []
+        for spec in self.specs:
+            model = self._create(spec)
+            kwargs: dict[str, Any] = {"item_features": item_features}
+            params = inspect.signature(model.fit).parameters
+            if "user_features" in params:
+                kwargs["user_features"] = user_features
+            if "validation" in params and validation is not None:
+                kwargs["validation"] = validation
+            self.members.append(model.fit(interactions, **kwargs))
+        self.interactions = interactions.astype(np.float32)
+        if self.weights is None:
+            self.weights = (self._choose_weights(validation) if validation is not None
+                            and validation.nnz and len(self.members) > 1
+                            else [1.0 / len(self.members)] * len(self.members))
+        return self
+
+    def _choose_weights(self, validation: sp.csr_matrix) -> list[float]:
+        validation = validation.tocsr()
+        users = np.flatnonzero(np.diff(validation.indptr) > 0)
+        parts = [standardise(m.score(users)) for m in self.members]
+        seen, relevant = self.interactions[users], validation[users]
+        best: tuple[float, tuple[float, ...]] | None = None
+        for w in simplex_grid(len(parts), self.grid_step):
+            mixed = sum(wi * p for wi, p in zip(w, parts, strict=True))
+            recall = validation_recall(mixed, seen, relevant, self.select_k)
+            self.validation_recall[",".join(f"{x:.2f}" for x in w)] = round(recall, 5)
+            if best is None or recall > best[0] + 1e-9:
+                best = (recall, w)
+        assert best is not None
+        return list(best[1])
+
+    def score(self, user_ids: np.ndarray) -> np.ndarray:
+        users = np.atleast_1d(np.asarray(user_ids, dtype=np.int64))
+        total: np.ndarray | None = None
+        for w, member in zip(self.weights, self.members, strict=True):
+            if w:
+                part = np.float32(w) * standardise(member.score(users))
+                total = part if total is None else total + part
+        assert total is not None  # weights are non-negative and not all zero
+        return total
+
+    def item_vectors(self) -> np.ndarray:
+        """Members' unit item vectors side by side, each scaled by the root of its weight."""
+        return np.concatenate([np.sqrt(w) * l2_normalize(np.asarray(m.item_vectors(), np.float32))
+                               for w, m in zip(self.weights, self.members, strict=True)], axis=1)
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        arrays: dict[str, np.ndarray] = {}
+        members = []
+        for i, member in enumerate(self.members):
+            member_arrays, member_config = member.state()
+            arrays.update({f"{i}.{key}": value for key, value in member_arrays.items()})
+            members.append({"model": member.name, "config": member_config})
+        return arrays, {"specs": self.specs, "weights": self.weights, "members": members,
+                        "select_k": self.select_k, "grid_step": self.grid_step,
+                        "seed": self.seed, "validation_recall": self.validation_recall}
+
+    @classmethod
+    def from_state(cls, arrays: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> Blend:
+        model = cls(config["specs"], config["weights"], config["select_k"], config["grid_step"],
+                    config["seed"])
+        model.validation_recall = dict(config.get("validation_recall", {}))
+        for i, member in enumerate(config["members"]):
+            prefix = f"{i}."
+            sub = {key[len(prefix):]: value for key, value in arrays.items()
+                   if key.startswith(prefix)}
+            model.members.append(MODELS.get(member["model"]).from_state(sub, member["config"]))
+        return model
