@@ -33,8 +33,8 @@ from fuserec.io import write_json
 from fuserec.models.torch_base import EmbeddingRecommender, ranking_metrics
 
 MODELS = ["popularity", "item-knn", "ease", "bpr-mf", "lightgcn", "vbpr", "content-cosine",
-          "fusion", "fusegraph"]
-COLD_MODELS = ["popularity", "content-cosine", "vbpr", "fusion", "fusegraph"]
+          "fusion", "fusegraph", "mmease", "blend"]
+COLD_MODELS = ["popularity", "content-cosine", "vbpr", "fusion", "fusegraph", "mmease", "blend"]
 ALS_GRID = {"factors": [32, 64], "regularization": [0.1], "alpha": [4.0, 16.0]}
 
 

@@ -20,16 +20,17 @@ from rich.table import Table
 from fuserec.data.adapters import TIKTOK_PUBLISHED, load_dataset
 from fuserec.evaluate.experiment import run_model
 from fuserec.io import write_json
+from fuserec.models import MODELS
 
-MODELS = ["popularity", "item-knn", "ease", "bpr-mf", "vbpr", "content-cosine", "lightgcn",
-          "fusion", "fusegraph"]
+DEFAULT_MODELS = ["popularity", "item-knn", "ease", "bpr-mf", "vbpr", "content-cosine", "lightgcn",
+          "fusion", "fusegraph", "mmease", "blend"]
 TARGET = {"recall@20": 0.120, "ndcg@20": 0.048}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data/diffmm_tiktok")
-    parser.add_argument("--models", nargs="+", default=MODELS)
+    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/benchmarks/models_tiktok.json")
     parser.add_argument("--progress", action="store_true")
@@ -39,8 +40,7 @@ def main() -> None:
     console.print(data.summary())
     results = []
     for name in args.models:
-        params = ({} if name in ("popularity", "item-knn", "ease", "content-cosine")
-                  else {"seed": args.seed})
+        params = {"seed": args.seed} if "seed" in MODELS.get(name).options() else {}
         r = run_model(data, name, (10, 20), params, progress=args.progress)
         r.pop("_model")
         results.append(r)

@@ -25,7 +25,7 @@ def demo(
     describe: bool = typer.Option(True, help="Run describe + the consistency router."),
     llm: str = typer.Option("smollm2", help="LLM backend for describe (smollm2, llama-cpp, "
                             "openai) or 'none' for template texts only."),
-    llm_items: int = typer.Option(1, min=0, help="Items (the first ones, shown in the report) "
+    llm_items: int = typer.Option(3, min=0, help="Items (the first ones, shown in the report) "
                                   "whose description the LLM writes; the rest use the template."),
 ) -> None:
     """Generate the demo catalog, then validate, encode, fuse, recommend and evaluate it."""

@@ -58,7 +58,7 @@ class DescribeConfig:
     enabled: bool = True
     llm: str | None = "smollm2"
     llm_options: dict[str, Any] = field(default_factory=dict)
-    llm_items: int | None = 1
+    llm_items: int | None = 3
     llm_users: int | None = 1
     llm_budget_s: float | None = 60.0
     whisper_model: str = "tiny.en"

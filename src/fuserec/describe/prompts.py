@@ -6,23 +6,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-PROMPT_VERSION = "1"
+PROMPT_VERSION = "2"
 
+# Small local models stay closest to the facts when asked to rewrite notes rather than to
+# "describe" (which invites invented stories); the checks in fuserec.describe.llm catch the rest.
 SYSTEM = ("You write short, factual catalog texts for a recommender system. Use only the facts "
           "given. No lists, no greetings, no questions. At most three sentences.")
 
-ITEM_PROMPT = """Write one short description of this catalog item, combining all its parts.
-Title and text: {text}
-Its picture: {image}
-Its sound: {audio}
-Description:"""
+ITEM_PROMPT = """Rewrite these notes about one catalog item as two plain sentences. Keep the \
+key words.
 
-USER_PROMPT = """Write a short taste profile of this user in the third person, saying what kinds \
-of items they like.
-What they wrote about themselves: {own}
-Items they chose:
-{items}
-Taste profile:"""
+Notes: {text} Picture: {image}. Sound: {audio}"""
+
+USER_PROMPT = """Rewrite these notes about one user as two plain sentences in the third person, \
+saying what kinds of items they like. Keep the key words.
+
+Notes: In their own words: {own}. Items they chose:
+{items}"""
 
 NONE = "none"
 
