@@ -456,3 +456,24 @@ def test_study_without_content_views_still_reports(tmp_path):
     assert not study["tradeoff"] and not study["ablation"]
     assert "diversity@5" not in study["models"]["popularity"]["metrics"]
     assert "Model comparison" in render_study(study, tmp_path).read_text()
+
+
+def test_excluding_hides_items_without_changing_the_history_models_read():
+    """At test time train + validation items are excluded, but a history-reading model (EASE)
+    must still score from its training history, like the models that learned user vectors."""
+    from fuserec.evaluate.experiment import excluding
+    from fuserec.models import EASE
+
+    train = sp.csr_matrix(np.array([[1, 1, 0, 0, 0], [0, 1, 1, 0, 0], [1, 0, 1, 1, 0]],
+                                   np.float32))
+    model = EASE(l2=0.5).fit(train)
+    before = model.score(np.arange(3))
+    ids_before, _ = model.recommend([0], k=3)
+    hidden = int(ids_before[0, 0])
+    seen = train.tolil()
+    seen[0, hidden] = 1
+    with excluding(model, seen.tocsr()):
+        ids, _ = model.recommend([0], k=3)
+        np.testing.assert_array_equal(model.score(np.arange(3)), before)
+    assert hidden not in ids[0] and ids[0, 0] == ids_before[0, 1]
+    assert model.exclude is None and model.recommend([0], k=1)[0][0, 0] == hidden

@@ -74,13 +74,17 @@ def model_params(dataset: str, model: str, overrides: Mapping[str, Any] | None =
 
 @contextmanager
 def excluding(model: Recommender, seen: sp.csr_matrix):
-    """Temporarily make ``model.recommend`` exclude ``seen`` (e.g. train + validation)."""
-    old = model.interactions
-    model.interactions = seen
+    """Temporarily make ``model.recommend`` exclude ``seen`` (e.g. train + validation).
+
+    Only the exclusion changes: models that score from a user's history (EASE, item-kNN) keep
+    reading the training history, like the models whose user vectors were learned from it.
+    """
+    old = model.exclude
+    model.exclude = seen
     try:
         yield model
     finally:
-        model.interactions = old
+        model.exclude = old
 
 
 def fit_model(model: Recommender, dataset: Dataset) -> float:

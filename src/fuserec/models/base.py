@@ -28,6 +28,10 @@ class Recommender(ABC):
 
     name: str
     interactions: sp.csr_matrix | None = None
+    #: items ``recommend`` must never return, when that differs from the training history
+    #: (train + validation at test time); None means ``interactions``. Only excluded, never
+    #: read as history, so every model scores from the same evidence.
+    exclude: sp.csr_matrix | None = None
     #: True for models that cannot fit without item content views
     needs_content: bool = False
 
@@ -63,8 +67,9 @@ class Recommender(ABC):
         """
         users = np.atleast_1d(np.asarray(user_ids, dtype=np.int64))
         scores = self.score(users).astype(np.float32, copy=True)
-        if exclude_seen and self.interactions is not None:
-            seen = self.interactions[users]
+        mask = self.exclude if self.exclude is not None else self.interactions
+        if exclude_seen and mask is not None:
+            seen = mask[users]
             rows = np.repeat(np.arange(len(users)), np.diff(seen.indptr))
             scores[rows, seen.indices] = -np.inf
         if diversity <= 0.0:
