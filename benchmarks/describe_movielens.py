@@ -118,8 +118,7 @@ def main() -> None:
                             "unified": View(vec["llm+poster"], ones)})["mean"]
     sub_train, val = _carve(data.train, 0.1, 0)
     best = None
-    # five quantiles, as in the run BENCHMARKS.md records
-    for threshold in ConsistencyRouter.candidates(score, n=5):
+    for threshold in ConsistencyRouter.candidates(score):
         routes = ConsistencyRouter(threshold).route(score)
         views, weights = ConsistencyRouter.routed_views(
             feature_views, View(vec["llm+poster"], ones), routes)
