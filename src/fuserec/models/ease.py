@@ -29,16 +29,25 @@ class EASE(Recommender):
 
     def fit(self, interactions: sp.csr_matrix, item_features: Mapping[str, View] | None = None,
             user_features: Mapping[str, View] | None = None) -> EASE:
+        self.weights = self.solve(self.gram(interactions), self.l2)
+        return self
+
+    def gram(self, interactions: sp.csr_matrix) -> np.ndarray:
+        """Binarise the interactions (kept as this model's history) and return ``XᵀX``."""
         x = sp.csr_matrix(interactions, dtype=np.float64)
         x.data[:] = 1.0
         self.interactions = x.astype(np.float32)
-        gram = np.asarray((x.T @ x).todense())
-        gram[np.diag_indices_from(gram)] += self.l2
+        return np.asarray((x.T @ x).todense())
+
+    @staticmethod
+    def solve(gram: np.ndarray, l2: float) -> np.ndarray:
+        """EASE's closed form for a Gram matrix: ``B = -P / diag(P)``, ``P = (G + λI)⁻¹``."""
+        gram = gram.copy()
+        gram[np.diag_indices_from(gram)] += l2
         p = np.linalg.inv(gram)
         b = -p / np.diag(p)[None, :]
         b[np.diag_indices_from(b)] = 0.0
-        self.weights = b.astype(np.float32)
-        return self
+        return b.astype(np.float32)
 
     def score(self, user_ids: np.ndarray) -> np.ndarray:
         return np.asarray(self.interactions[user_ids] @ self.weights, np.float32)
