@@ -186,7 +186,9 @@ def _describe_on(eng, cat, modalities: list[str], cache: Path) -> None:
             texts, _, errors = describe_media_column(frame, cat.root, column, describer,
                                                      text_cache)
             done = sum(bool(t) for t in texts)
-            console.print(f"{table} {m}: {done}/{len(texts)} described, {len(errors)} errors")
+            have = int(frame[column].map(len).gt(0).sum())
+            console.print(f"{table} {m}: {done}/{have} described ({len(texts) - have} without "
+                          f"one), {len(errors)} errors")
             for rid, reason in errors[:5]:
                 console.print(f"  [yellow]{rid}[/]: {reason}")
 
