@@ -477,3 +477,15 @@ def test_excluding_hides_items_without_changing_the_history_models_read():
         np.testing.assert_array_equal(model.score(np.arange(3)), before)
     assert hidden not in ids[0] and ids[0, 0] == ids_before[0, 1]
     assert model.exclude is None and model.recommend([0], k=1)[0][0, 0] == hidden
+
+
+def test_run_model_reports_the_weights_a_blend_chose():
+    from fuserec.evaluate.experiment import run_model
+
+    ds, _ = _toy()
+    ds = ds.with_validation(0.2, seed=0)
+    members = [{"model": "popularity"}, {"model": "content-cosine"}]
+    result = run_model(ds, "blend", (10,), {"members": members, "grid_step": 0.5})
+    assert set(result["weights"]) == {"popularity", "content-cosine"}
+    assert sum(result["weights"].values()) == pytest.approx(1.0)
+    assert 0.0 <= result["metrics"]["recall@10"] <= 1.0

@@ -20,6 +20,7 @@ import scipy.sparse as sp
 from fuserec.data.adapters.base import Dataset
 from fuserec.evaluate.ranking import evaluate_ranking
 from fuserec.models.base import MODELS, Recommender, content_models
+from fuserec.models.blend import Blend
 
 _ML_SOFTMAX = {"batch_size": 512, "lr": 5e-3, "val_k": 10, "patience": 5, "epochs": 150}
 
@@ -139,6 +140,9 @@ def run_model(dataset: Dataset, name: str, ks: Sequence[int] = (10, 20),
         result["epochs"] = len(history)
         result["best_epoch"] = int(getattr(model, "best_epoch", len(history)))
     result["params"] = {k: v for k, v in options.items() if k != "progress"}
+    if isinstance(model, Blend):  # the weights it chose on validation
+        result["weights"] = dict(zip([m["model"] for m in model.specs], model.weights,
+                                     strict=True))
     if save_dir is not None:
         result["checkpoint"] = str(model.save(Path(save_dir) / name))
     result["_model"] = model
