@@ -489,3 +489,6 @@ def test_run_model_reports_the_weights_a_blend_chose():
     assert set(result["weights"]) == {"popularity", "content-cosine"}
     assert sum(result["weights"].values()) == pytest.approx(1.0)
     assert 0.0 <= result["metrics"]["recall@10"] <= 1.0
+    twice = [{"model": "popularity"}, {"model": "popularity"}]
+    result = run_model(ds, "blend", (10,), {"members": twice, "weights": [0.25, 0.75]})
+    assert result["weights"] == {"popularity#1": 0.25, "popularity#2": 0.75}

@@ -135,6 +135,16 @@ class Blend(Recommender):
         assert best is not None
         return list(best[1])
 
+    def member_weights(self) -> dict[str, float]:
+        """Each member's weight by name (``name#2`` and on for repeated models)."""
+        names = [spec["model"] for spec in self.specs]
+        seen: dict[str, int] = {}
+        keys = []
+        for name in names:
+            seen[name] = seen.get(name, 0) + 1
+            keys.append(name if names.count(name) == 1 else f"{name}#{seen[name]}")
+        return dict(zip(keys, self.weights or [], strict=False))
+
     def score(self, user_ids: np.ndarray) -> np.ndarray:
         users = np.atleast_1d(np.asarray(user_ids, dtype=np.int64))
         total: np.ndarray | None = None
