@@ -23,7 +23,8 @@ from fuserec.fuse.normalize import l2_normalize
 from fuserec.models.base import MODELS, Recommender
 from fuserec.ranking import top_k
 
-DEFAULT_MEMBERS: tuple[dict[str, Any], ...] = ({"model": "lightgcn"}, {"model": "mmease"})
+DEFAULT_MEMBERS: tuple[dict[str, Any], ...] = (
+    {"model": "lightgcn"}, {"model": "fusegraph"}, {"model": "mmease"})
 
 
 def standardise(scores: np.ndarray) -> np.ndarray:
