@@ -332,13 +332,18 @@ def show_described(artifacts: Path, item_ids: Sequence[str], user_ids: Sequence[
     ok = True
     if not item_ids and not user_ids:
         item_ids = items["id"].head(3).tolist()
-    for iid in item_ids:
-        rows = items[items["id"] == iid]
+    def lookup(frame: pd.DataFrame, rid: str, kind: str) -> pd.Series | None:
+        rows = frame[frame["id"] == rid]
         if rows.empty:
-            console.print(f"[red]unknown item id {iid!r}[/]")
+            console.print(f"[red]unknown {kind} id {rid!r}[/]")
+            return None
+        return rows.iloc[0]
+
+    for iid in item_ids:
+        row = lookup(items, iid, "item")
+        if row is None:
             ok = False
             continue
-        row = rows.iloc[0]
         table = Table(show_header=False, box=None, pad_edge=False)
         table.add_column(style="bold", no_wrap=True)
         table.add_column()
@@ -362,12 +367,10 @@ def show_described(artifacts: Path, item_ids: Sequence[str], user_ids: Sequence[
                 table.add_row(col.replace("_", " "), json.dumps(json.loads(row[col])))
         console.print(Panel(table, title=f"item {iid}", expand=False))
     for uid in user_ids:
-        rows = users[users["id"] == uid]
-        if rows.empty:
-            console.print(f"[red]unknown user id {uid!r}[/]")
+        row = lookup(users, uid, "user")
+        if row is None:
             ok = False
             continue
-        row = rows.iloc[0]
         why = f", LLM answer rejected: {row['fallback_reason']}" if row["fallback_reason"] else ""
         console.print(Panel(f"[bold]own text[/] {row['own'] or '-'}\n[bold]taste profile "
                             f"({row['profile_source']}{why})[/] {row['profile']}",

@@ -7,7 +7,6 @@ items excluded. The test split is never used for anything else.
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
@@ -19,7 +18,7 @@ import scipy.sparse as sp
 
 from fuserec.data.adapters.base import Dataset
 from fuserec.evaluate.ranking import evaluate_ranking
-from fuserec.models.base import MODELS, Recommender, content_models
+from fuserec.models.base import MODELS, Recommender, content_models, fit_with
 from fuserec.models.blend import Blend
 
 _ML_SOFTMAX = {"batch_size": 512, "lr": 5e-3, "val_k": 10, "patience": 5, "epochs": 150}
@@ -107,13 +106,8 @@ def excluding(model: Recommender, seen: sp.csr_matrix):
 
 def fit_model(model: Recommender, dataset: Dataset) -> float:
     """Fit on the dataset's train split (validation for early stopping); returns seconds."""
-    kwargs: dict[str, Any] = {}
-    if dataset.item_features:
-        kwargs["item_features"] = dataset.item_features
-    if "validation" in inspect.signature(model.fit).parameters and dataset.validation is not None:
-        kwargs["validation"] = dataset.validation
     t0 = time.perf_counter()
-    model.fit(dataset.train, **kwargs)
+    fit_with(model, dataset.train, dataset.item_features, validation=dataset.validation)
     return time.perf_counter() - t0
 
 

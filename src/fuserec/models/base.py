@@ -137,6 +137,21 @@ def constructor_arguments(cls: type) -> list[str]:
             and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
 
 
+def fit_with(model: Recommender, interactions: sp.csr_matrix,
+             item_features: Mapping[str, View] | None = None,
+             user_features: Mapping[str, View] | None = None,
+             validation: sp.csr_matrix | None = None) -> Recommender:
+    """``model.fit``, handing ``validation`` (early stopping, tuning) to models that take it."""
+    kwargs: dict[str, Any] = {}
+    if item_features:
+        kwargs["item_features"] = item_features
+    if user_features:
+        kwargs["user_features"] = user_features
+    if validation is not None and "validation" in inspect.signature(model.fit).parameters:
+        kwargs["validation"] = validation
+    return model.fit(interactions, **kwargs)
+
+
 def content_models() -> frozenset[str]:
     """Names of the registered models that read item content views."""
     return frozenset(n for n in MODELS.names() if MODELS.get(n).needs_content)

@@ -10,7 +10,6 @@ the simplex); without one the members count equally.
 
 from __future__ import annotations
 
-import inspect
 import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -20,8 +19,8 @@ import scipy.sparse as sp
 
 from fuserec.fuse.base import View
 from fuserec.fuse.normalize import l2_normalize
-from fuserec.models.base import MODELS, Recommender
-from fuserec.ranking import top_k
+from fuserec.models.base import MODELS, Recommender, fit_with
+from fuserec.models.validation import scored_metrics
 
 DEFAULT_MEMBERS: tuple[dict[str, Any], ...] = (
     {"model": "lightgcn"}, {"model": "fusegraph"}, {"model": "mmease"})
@@ -39,21 +38,6 @@ def simplex_grid(n: int, step: float) -> list[tuple[float, ...]]:
     ticks = int(round(1 / step))
     return [tuple(c / ticks for c in combo)
             for combo in itertools.product(range(ticks + 1), repeat=n) if sum(combo) == ticks]
-
-
-def validation_recall(score: np.ndarray, seen: sp.csr_matrix, relevant: sp.csr_matrix,
-                      k: int) -> float:
-    """Mean Recall@k of ``score`` rows (seen items excluded) against ``relevant`` rows."""
-    score = score.copy()
-    rows = np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr))
-    score[rows, seen.indices] = -np.inf
-    ranked, _ = top_k(score, k)
-    recalls = []
-    for r in range(relevant.shape[0]):
-        truth = relevant.indices[relevant.indptr[r]:relevant.indptr[r + 1]]
-        if len(truth):
-            recalls.append(np.isin(ranked[r], truth).sum() / len(truth))
-    return float(np.mean(recalls)) if recalls else 0.0
 
 
 @MODELS.register("blend")
@@ -106,14 +90,8 @@ class Blend(Recommender):
         interactions = interactions.tocsr()
         self.members = []
         for spec in self.specs:
-            model = self._create(spec)
-            kwargs: dict[str, Any] = {"item_features": item_features}
-            params = inspect.signature(model.fit).parameters
-            if "user_features" in params:
-                kwargs["user_features"] = user_features
-            if "validation" in params and validation is not None:
-                kwargs["validation"] = validation
-            self.members.append(model.fit(interactions, **kwargs))
+            self.members.append(fit_with(self._create(spec), interactions, item_features,
+                                         user_features, validation))
         self.interactions = interactions.astype(np.float32)
         if self.weights is None:
             self.weights = (self._choose_weights(validation) if validation is not None
@@ -125,11 +103,12 @@ class Blend(Recommender):
         validation = validation.tocsr()
         users = np.flatnonzero(np.diff(validation.indptr) > 0)
         parts = [standardise(m.score(users)) for m in self.members]
-        seen, relevant = self.interactions[users], validation[users]
         best: tuple[float, tuple[float, ...]] | None = None
         for w in simplex_grid(len(parts), self.grid_step):
             mixed = sum(wi * p for wi, p in zip(w, parts, strict=True))
-            recall = validation_recall(mixed, seen, relevant, self.select_k)
+            recall = scored_metrics(lambda b, mixed=mixed: mixed[np.searchsorted(users, b)],
+                                    self.interactions, validation,
+                                    self.select_k)[f"recall@{self.select_k}"]
             self.validation_recall[",".join(f"{x:.2f}" for x in w)] = round(recall, 5)
             if best is None or recall > best[0] + 1e-9:
                 best = (recall, w)

@@ -30,6 +30,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from fuserec.fuse.base import View
 from fuserec.fuse.normalize import ModalityNormalizer
 from fuserec.models.base import Recommender, constructor_arguments
+from fuserec.models.validation import scored_metrics
 
 
 def sparse_tensor(m: sp.spmatrix) -> torch.Tensor:
@@ -67,35 +68,13 @@ def ranking_metrics(user_vecs: np.ndarray, item_vecs: np.ndarray, seen: sp.csr_m
                     candidates: np.ndarray | None = None) -> dict[str, float]:
     """Recall@k and NDCG@k of dot-product scores over users with target items (full ranking,
     ``seen`` excluded; ``candidates`` restricts ranking to those items)."""
-    target = target.tocsr()
-    users = np.flatnonzero(np.diff(target.indptr) > 0)
     items_t = torch.from_numpy(np.ascontiguousarray(item_vecs, dtype=np.float32))
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    recalls, ndcgs = [], []
-    for start in range(0, len(users), batch):
-        b = users[start:start + batch]
-        s = (torch.from_numpy(np.ascontiguousarray(user_vecs[b], dtype=np.float32)) @ items_t.T)
-        s = s.numpy()
-        sub = seen[b]
-        s[np.repeat(np.arange(len(b)), np.diff(sub.indptr)), sub.indices] = -np.inf
-        if candidates is not None:
-            mask = np.full(s.shape[1], -np.inf, np.float32)
-            mask[candidates] = 0.0
-            s = s + mask
-        kk = min(k, s.shape[1])
-        top = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
-        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(s, top, 1), axis=1), 1)
-        truth = target[b].toarray() > 0
-        hits = np.take_along_axis(truth, top, 1) & np.isfinite(np.take_along_axis(s, top, 1))
-        n_rel = truth.sum(1)
-        recalls.append(hits.sum(1) / n_rel)
-        dcg = (hits * discounts[:kk]).sum(1)
-        idcg = np.array([discounts[: min(kk, n)].sum() for n in n_rel])
-        ndcgs.append(dcg / idcg)
-    if not recalls:
-        return {f"recall@{k}": 0.0, f"ndcg@{k}": 0.0}
-    return {f"recall@{k}": float(np.concatenate(recalls).mean()),
-            f"ndcg@{k}": float(np.concatenate(ndcgs).mean())}
+
+    def score(users: np.ndarray) -> np.ndarray:
+        u = torch.from_numpy(np.ascontiguousarray(user_vecs[users], dtype=np.float32))
+        return (u @ items_t.T).numpy()
+
+    return scored_metrics(score, seen, target, k, batch, candidates)
 
 
 #: training options every torch model accepts, with their shared defaults
