@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fuserec.data.adapters import Dataset, cold_start_split, load_dataset
+from fuserec.data.adapters.movielens import DEFAULT_VIEWS
 from fuserec.encode import get_encoder
 from fuserec.evaluate.experiment import excluding, run_model
 from fuserec.evaluate.ranking import evaluate_ranking
@@ -33,7 +34,7 @@ from fuserec.io import write_json
 from fuserec.models.torch_base import EmbeddingRecommender, ranking_metrics
 
 MODELS = ["popularity", "item-knn", "ease", "bpr-mf", "lightgcn", "vbpr", "content-cosine",
-          "fusion", "fusegraph", "mmease", "blend"]
+          "fusion", "fusegraph", "multdae", "mmease", "blend"]
 COLD_MODELS = ["popularity", "content-cosine", "vbpr", "fusion", "fusegraph", "mmease", "blend"]
 ALS_GRID = {"factors": [32, 64], "regularization": [0.1], "alpha": [4.0, 16.0]}
 
@@ -111,6 +112,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data/movielens_posters")
     parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--views", nargs="+", default=list(DEFAULT_VIEWS),
+                        help="item views to load; models that read no text or poster features "
+                             "run without encoding them (e.g. --views genres)")
     parser.add_argument("--models", nargs="+", default=MODELS)
     parser.add_argument("--cold-models", nargs="+", default=COLD_MODELS)
     parser.add_argument("--skip-cold", action="store_true")
@@ -119,7 +123,7 @@ def main() -> None:
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args()
     console = Console()
-    data = load_dataset("movielens", args.data_dir, cache_dir=args.cache_dir,
+    data = load_dataset("movielens", args.data_dir, views=args.views, cache_dir=args.cache_dir,
                         progress=args.progress, encoder_factory=get_encoder,
                         ).with_validation(0.1, seed=0)
     console.print(data.summary())

@@ -23,7 +23,7 @@ from fuserec.io import write_json
 from fuserec.models import MODELS
 
 DEFAULT_MODELS = ["popularity", "item-knn", "ease", "bpr-mf", "vbpr", "content-cosine", "lightgcn",
-          "fusion", "fusegraph", "mmease", "blend"]
+          "fusion", "fusegraph", "multdae", "mmease", "blend"]
 TARGET = {"recall@20": 0.120, "ndcg@20": 0.048}
 
 

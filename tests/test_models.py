@@ -16,6 +16,7 @@ from fuserec.models import (
     FusionRecommender,
     ItemKNN,
     LightGCN,
+    MultDAE,
     MultimodalEASE,
     Popularity,
     Recommender,
@@ -64,6 +65,7 @@ MODEL_FACTORIES = {
     "vbpr": lambda: VBPR(content_factors=8, epochs=60, batch_size=64, lr=0.05, **_FAST),
     "fusion": lambda: FusionRecommender(hidden=16, gate="mean", id_dropout=0.2, epochs=60,
                                         batch_size=8, lr=0.02, **_FAST),
+    "multdae": lambda: MultDAE(dropout=0.2, epochs=80, batch_size=8, lr=0.02, reg=0.0, **_FAST),
     "fusegraph": lambda: FuseGraph(hidden=16, knn=3, epochs=60, batch_size=64, lr=0.02,
                                    **_FAST),
 }
@@ -71,7 +73,7 @@ MODEL_FACTORIES = {
 # ranked from content) or the collaborative checkerboard (plus its cold items for hybrids)
 CONTENT_ANSWER = {"content-cosine"}
 COLLABORATIVE = {"item-knn", "ease", "mmease", "bpr-mf", "lightgcn", "vbpr", "fusion",
-                 "fusegraph", "blend"}
+                 "fusegraph", "multdae", "blend"}
 COLD_FROM_CONTENT = {"content-cosine", "vbpr", "fusion", "fusegraph", "mmease", "blend"}
 
 
@@ -274,3 +276,14 @@ def test_mmease_ranks_a_cold_item_by_its_content_and_reduces_to_ease():
         assert s[mine] > s[other], (u, s[14], s[15])
     with pytest.raises(ValueError, match="item_features"):
         MultimodalEASE().fit(matrix)
+
+
+def test_multdae_user_vectors_are_a_function_of_history():
+    matrix, _ = _checkerboard()
+    twin = sp.vstack([matrix, matrix[[0]]]).tocsr()  # a new user with user 0's exact history
+    model = MultDAE(dropout=0.2, epochs=20, batch_size=8, lr=0.02, reg=0.0, **_FAST).fit(twin)
+    np.testing.assert_allclose(model.user_factors[0], model.user_factors[-1], atol=1e-6)
+    with pytest.raises(ValueError, match="dropout"):
+        MultDAE(dropout=1.0)
+    with pytest.raises(ValueError, match="softmax"):
+        MultDAE(loss="bpr")

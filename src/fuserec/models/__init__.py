@@ -1,5 +1,6 @@
 """Recommenders behind one protocol, registered by name."""
 
+from fuserec.models.autoencoder import MultDAE
 from fuserec.models.base import MODELS, Recommender, top_k
 from fuserec.models.blend import Blend
 from fuserec.models.content import ContentCosine
@@ -15,5 +16,5 @@ from fuserec.models.torch_base import EmbeddingRecommender, TorchRecommender
 from fuserec.models.vbpr import VBPR
 
 __all__ = ["MODELS", "BPRMF", "EASE", "Blend", "ContentCosine", "EmbeddingRecommender",
-           "FuseGraph", "FusionRecommender", "ItemKNN", "LightGCN", "MultimodalEASE",
+           "FuseGraph", "FusionRecommender", "ItemKNN", "LightGCN", "MultDAE", "MultimodalEASE",
            "Popularity", "Recommender", "TorchRecommender", "VBPR", "top_k"]
