@@ -183,7 +183,8 @@ def test_model_payload_round_trip_and_local_recommend_all(catalog, tmp_path: Pat
     np.testing.assert_array_equal(again.recommend(users, 5)[0], want[0])
     ids, scores = LocalEngine().recommend_all(model, k=5, batch_size=3)
     np.testing.assert_array_equal(ids, want[0])
-    np.testing.assert_allclose(scores, want[1])
+    # float32 products of different batch shapes may differ in the last bit
+    np.testing.assert_allclose(scores, want[1], rtol=1e-6)
     some = np.array([7, 2])
     ids, _ = LocalEngine().recommend_all(model, k=3, user_ids=some)
     np.testing.assert_array_equal(ids, model.recommend(some, 3)[0])

@@ -68,7 +68,8 @@ def test_interactions_follow_the_hidden_taste(tmp_path):
             matches.append(item == pref)
     share = np.mean(matches, axis=0)
     assert np.all(share > 0.3), share  # vs 1/6 for random choice
-    assert np.mean(spoken_topic) > 0.5  # a spoken episode is chosen for its topic
+    if shutil.which("espeak-ng"):  # without it the catalog has no spoken episodes
+        assert spoken_topic and np.mean(spoken_topic) > 0.5  # chosen for its topic
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None,
