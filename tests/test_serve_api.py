@@ -432,3 +432,66 @@ def test_real_encoders_search_and_add(demo_artifacts):
         recs = c.get(f"/users/{next(iter(state.user_row))}/recommendations",
                      params={"k": 5, "explain": True, "diversity": 0.3})
         assert recs.status_code == 200 and len(recs.json()["results"]) == 5
+
+
+# -- the journal: writes survive a restart ---------------------------------------------------
+def _restarted(artifacts, journal):
+    return TestClient(create_app(artifacts, token="", journal=journal))
+
+
+def test_journal_replays_feedback_and_new_items_after_a_restart(artifacts, tmp_path):
+    journal = tmp_path / "live" / "journal.jsonl"
+    with _restarted(artifacts, journal) as first:
+        state = first.app.state.serving
+        pos = single_image_item(state)
+        img_name, img = file_bytes(state, pos, "images")
+        fields = {"title": "Kept across restarts", "description": "Added, then restarted."}
+        res = first.post("/items", data={"id": "item_kept", "fields": json.dumps(fields)},
+                         files=[("images", (img_name, img))])
+        assert res.status_code == 201, res.text
+        user = a_user(state)
+        for u, item in ((user, "item_kept"), ("returning", "item_kept"),
+                        ("returning", state.item_ids[3])):
+            assert first.post(f"/users/{u}/feedback", json={"item_id": item}).status_code == 200
+        want = {u: first.get(f"/users/{u}/recommendations", params={"k": 5}).json()
+                for u in (user, "returning")}
+        vectors = state.vectors.copy()
+    assert len(journal.read_text().splitlines()) == 4
+
+    with _restarted(artifacts, journal) as second:
+        again = second.app.state.serving
+        assert again.replayed == {"feedback": 3, "items": 1}
+        np.testing.assert_allclose(again.vectors, vectors, atol=1e-6)
+        assert again.index.ntotal == again.n_items
+        for u, body in want.items():
+            got = second.get(f"/users/{u}/recommendations", params={"k": 5}).json()
+            assert [r["item"]["id"] for r in got["results"]] == \
+                [r["item"]["id"] for r in body["results"]]
+        assert "item_kept" not in [r["item"]["id"] for r in got["results"]]  # seen before
+        found = second.post("/search", data={"text": "Kept across restarts", "k": 1}).json()
+        assert found["results"][0]["item"]["id"] == "item_kept"
+        assert second.get(found["results"][0]["item"]["images"][0]).content == img
+
+
+def test_journal_skips_a_torn_last_line_and_names_a_damaged_one(artifacts, tmp_path):
+    from fuserec.serve.journal import JournalError
+    from fuserec.serve.state import ServingState
+
+    journal = tmp_path / "journal.jsonl"
+    with _restarted(artifacts, journal) as c:
+        item = c.app.state.serving.item_ids[0]
+        assert c.post("/users/solo/feedback", json={"item_id": item}).status_code == 200
+    good = journal.read_text()
+    journal.write_text(good + '{"event":"feedback","user":"solo","ite')  # crash mid-write
+    with pytest.warns(UserWarning, match="line 2 is an unfinished write"):
+        state = ServingState.from_folder(artifacts, journal=journal)
+    assert state.replayed == {"feedback": 1, "items": 0}
+
+    journal.write_text('{"event":"feedback","user":"solo","item":"no_such_item",'
+                       '"weight":1.0}\n' + good)
+    with pytest.raises(JournalError, match=r"journal.jsonl: line 1: .*no_such_item"):
+        ServingState.from_folder(artifacts, journal=journal)
+    journal.write_text("not json\n" + good)
+    with pytest.raises(JournalError, match="line 1 is not valid JSON"):
+        ServingState.from_folder(artifacts, journal=journal)
+

@@ -227,15 +227,21 @@ def serve(
                                      help="Bearer token required by write endpoints "
                                           "(feedback, new items)."),
     index: str = typer.Option("faiss", help="Index: faiss (default), usearch or exact."),
+    journal: Path | None = typer.Option(
+        None, dir_okay=False, help="Record feedback and new items in this JSON-lines file and "
+        "replay it on start, so they survive restarts."),
 ) -> None:
     """Serve recommendations, search and the web page over HTTP (docs at /docs)."""
     import uvicorn
 
     from fuserec.serve import create_app
 
-    web = create_app(artifacts, token=token, index=index)
+    web = create_app(artifacts, token=token, index=index, journal=journal)
     state = web.state.serving
     console.print(f"serving {state.n_items} items and {len(state.users)} users from {artifacts}")
+    if journal is not None:
+        console.print(f"journal {journal}: replayed {state.replayed['feedback']} feedback "
+                      f"events and {state.replayed['items']} new items")
     console.print(f"open [bold]http://{host}:{port}/[/] (API docs at http://{host}:{port}/docs)"
                   + ("; write endpoints need the token" if token else ""))
     uvicorn.run(web, host=host, port=port, log_level="warning")

@@ -60,19 +60,21 @@ def create_app(artifacts_dir: str | Path | None = None, token: str | None = None
                state: ServingState | None = None, index: str = "faiss",
                index_config: Mapping[str, Any] | None = None,
                encoders: Mapping[str, Any] | None = None,
-               limits: ServeLimits | None = None) -> FastAPI:
+               limits: ServeLimits | None = None,
+               journal: str | Path | None = None) -> FastAPI:
     """Build the app over an artifact folder (or a ready :class:`ServingState`).
 
     ``token`` (default: the ``FUSEREC_TOKEN`` environment variable; ``""`` for none) protects
     the write endpoints: requests must carry ``Authorization: Bearer <token>``. ``encoders``
-    overrides the encoders named in the manifest (e.g. small fakes in tests).
+    overrides the encoders named in the manifest (e.g. small fakes in tests). ``journal``: a
+    JSON-lines file that records feedback and new items and is replayed on start.
     """
     if state is None:
         if artifacts_dir is None:
             raise ValueError("create_app needs an artifacts folder or a state")
         state = ServingState.from_folder(artifacts_dir, index_kind=index,
                                          index_config=index_config, encoders=encoders,
-                                         limits=limits)
+                                         limits=limits, journal=journal)
     if token is None:
         token = os.environ.get(TOKEN_ENV) or None
     token = token or None  # "" switches the check off, even when the variable is set

@@ -11,6 +11,9 @@ lock and publish new arrays by swapping references, so a read never sees a half-
 * Search: a text, image or audio query is encoded by the same encoder the artifacts used,
   normalised by the model's fuser into that modality's block of the fused space, and searched.
 * New items are validated with the catalog's media checks, encoded, fused and indexed.
+* With a ``journal`` file, every write is appended to it before it takes effect and the file is
+  replayed on start, so feedback and new items survive a restart
+  (:mod:`fuserec.serve.journal`).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from fuserec.fuse.normalize import l2_normalize
 from fuserec.index import DEFAULT_INDEX, VectorIndex, build_index
 from fuserec.index.filters import AttributeFilter, filter_mask
 from fuserec.models.rerank import mmr  # the one MMR implementation (also used by evaluate)
+from fuserec.serve.journal import Journal, JournalError
 
 MODALITY_OF_MEDIA = {IMAGES: "image", AUDIO: "audio"}
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
@@ -123,7 +127,8 @@ class ServingState:
     def __init__(self, artifacts: Artifacts, index_kind: str = DEFAULT_INDEX,
                  index_config: Mapping[str, Any] | None = None,
                  encoders: Mapping[str, Any] | None = None,
-                 limits: ServeLimits | None = None) -> None:
+                 limits: ServeLimits | None = None,
+                 journal: str | Path | None = None) -> None:
         model = artifacts.model
         for attr in ("fold_in", "explain", "fuser", "item_vectors", "item_popularity",
                      "add_items"):
@@ -189,6 +194,10 @@ class ServingState:
         manifest_encoders = artifacts.manifest.get("encoders", {})
         self.modalities: list[str] = [m for m in model.fuser.modalities if m in manifest_encoders
                                       or m in self._encoders]
+        # writes survive restarts when a journal is given: replay it, then append to it
+        self.journal = Journal(journal) if journal is not None else None
+        self.replayed = self._replay() if self.journal is not None else {"feedback": 0,
+                                                                          "items": 0}
 
     @classmethod
     def from_folder(cls, folder: str | Path, **kwargs: Any) -> ServingState:
@@ -414,12 +423,61 @@ class ServingState:
             raise ServeError(f"weight must lie in (0, {self.limits.max_feedback_weight:g}]", 422)
         pos = self.position(item_id)
         with self._lock:
-            fb = dict(self.feedback.get(user_id, {}))
-            fb[pos] = fb.get(pos, 0.0) + float(weight)
-            self.feedback[user_id] = fb
-            self._seen_arrays.pop(user_id, None)
-            self._user_vectors.pop(user_id, None)
+            self._record({"event": "feedback", "user": user_id, "item": item_id,
+                          "weight": float(weight)})
+            return self._apply_feedback(user_id, pos, float(weight))
+
+    def _apply_feedback(self, user_id: str, pos: int, weight: float) -> int:
+        fb = dict(self.feedback.get(user_id, {}))
+        fb[pos] = fb.get(pos, 0.0) + weight
+        self.feedback[user_id] = fb
+        self._seen_arrays.pop(user_id, None)
+        self._user_vectors.pop(user_id, None)
         return len(fb)
+
+    def _record(self, event: Mapping[str, Any]) -> None:
+        """Append a write to the journal (if any) before it changes memory."""
+        if self.journal is None:
+            return
+        try:
+            self.journal.append(event)
+        except OSError as exc:
+            raise ServeError(f"the write could not be recorded in the journal: {exc}",
+                             503) from None
+
+    def _replay(self) -> dict[str, int]:
+        """Apply the journal's writes in order; a bad event stops with its line number."""
+        assert self.journal is not None
+        counts = {"feedback": 0, "items": 0}
+        for line, event in self.journal.events():
+            where = f"{self.journal.path}: line {line}"
+            try:
+                if event["event"] == "feedback":
+                    pos = self.position(str(event["item"]))
+                    self._apply_feedback(str(event["user"]), pos, float(event["weight"]))
+                    counts["feedback"] += 1
+                elif event["event"] == "item":
+                    item_id = str(event["id"])
+                    if item_id in self.item_pos:
+                        raise JournalError(f"{where}: item {item_id!r} already exists")
+                    vector = np.asarray(event["vector"], np.float32)
+                    if vector.shape != (self.vectors.shape[1],):
+                        raise JournalError(f"{where}: item {item_id!r} has a vector of shape "
+                                           f"{vector.shape}, this model's are "
+                                           f"{self.vectors.shape[1]}-d (other artifacts?)")
+                    self._insert_item(item_id, dict(event["row"]), dict(event["media"]),
+                                      vector)
+                    counts["items"] += 1
+                else:
+                    raise JournalError(f"{where}: unknown event {event['event']!r}")
+            except ServeError as exc:
+                raise JournalError(f"{where}: {exc}") from None
+            except (KeyError, TypeError, ValueError) as exc:
+                if isinstance(exc, JournalError):
+                    raise
+                raise JournalError(f"{where}: malformed {event.get('event')!r} event "
+                                   f"({type(exc).__name__}: {exc})") from None
+        return counts
 
     def add_item(self, item_id: str, fields: Mapping[str, Any],
                  media: Mapping[str, Sequence[str]]) -> int:
@@ -434,27 +492,32 @@ class ServingState:
         if item_id in self.item_pos:
             raise ServeError(f"an item with id {item_id!r} already exists", 409)
         row = self._new_row(item_id, fields, media)
-        frame = pd.DataFrame([row])
-        vector = self._encode_item(frame)
-        text = record_text(pd.Series(row), self.text_columns)
+        vector = self._encode_item(pd.DataFrame([row]))
+        media = {c: list(media.get(c, [])) for c in (IMAGES, AUDIO)}
         with self._lock:
             if item_id in self.item_pos:
                 raise ServeError(f"an item with id {item_id!r} already exists", 409)
-            pos = self.n_items
-            # the model scores and folds in over its own item matrix: it gets the new item too
-            self.model.add_items(vector[None, :])
-            self.vectors = np.ascontiguousarray(self.model.item_vectors(), dtype=np.float32)
-            self.popularity = np.asarray(self.model.item_popularity(), np.float32)
-            self.items = pd.concat([self.items, frame], ignore_index=True)
-            self.item_texts = [*self.item_texts, text]
-            self.item_media = [*self.item_media, {c: list(media.get(c, [])) for c in
-                                                  (IMAGES, AUDIO)}]
-            self.media_paths |= {p for paths in media.values() for p in paths}
-            self.index.add(vector[None, :])
-            self.item_ids = [*self.item_ids, item_id]
-            self.item_pos = {**self.item_pos, item_id: pos}
-            self._user_vectors = {u: v for u, v in self._user_vectors.items()
-                                  if u not in self.feedback}
+            self._record({"event": "item", "id": item_id, "row": row, "media": media,
+                          "vector": [float(x) for x in vector]})
+            return self._insert_item(item_id, row, media, vector)
+
+    def _insert_item(self, item_id: str, row: dict[str, Any], media: dict[str, list[str]],
+                     vector: np.ndarray) -> int:
+        pos = self.n_items
+        # the model scores and folds in over its own item matrix: it gets the new item too
+        self.model.add_items(vector[None, :])
+        self.vectors = np.ascontiguousarray(self.model.item_vectors(), dtype=np.float32)
+        self.popularity = np.asarray(self.model.item_popularity(), np.float32)
+        self.items = pd.concat([self.items, pd.DataFrame([row])], ignore_index=True)
+        self.item_texts = [*self.item_texts, record_text(pd.Series(row), self.text_columns)]
+        self.item_media = [*self.item_media, {c: list(media.get(c, [])) for c in
+                                              (IMAGES, AUDIO)}]
+        self.media_paths |= {p for paths in media.values() for p in paths}
+        self.index.add(vector[None, :])
+        self.item_ids = [*self.item_ids, item_id]
+        self.item_pos = {**self.item_pos, item_id: pos}
+        self._user_vectors = {u: v for u, v in self._user_vectors.items()
+                              if u not in self.feedback}
         return pos
 
     def _new_row(self, item_id: str, fields: Mapping[str, Any],
