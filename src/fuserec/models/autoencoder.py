@@ -37,6 +37,8 @@ class _AutoEncoder(torch.nn.Module):
         self.encoder_bias = torch.nn.Parameter(torch.zeros(dim))
         self.decoder = torch.nn.Parameter(torch.randn(n_items, dim) * scale)
         self.decoder_bias = torch.nn.Parameter(torch.zeros(n_items, 1))
+        # users have no parameters of their own; the shared training step regularises the
+        # batch's rows of ``ego[0]``, so it gets an empty per-user tensor
         self.register_buffer("no_user_params", torch.zeros(n_users, 0))
 
 
@@ -59,7 +61,7 @@ class MultDAE(TorchRecommender):
 
     def build(self, interactions: sp.csr_matrix,
               item_features: Mapping[str, View] | None) -> torch.nn.Module:
-        self._inputs = row_normalized(interactions)
+        self._inputs = row_normalized(interactions).tocoo()  # resampled with dropout per step
         self._input_tensor = sparse_tensor(self._inputs)
         self._rng = np.random.default_rng(self.seed)
         return _AutoEncoder(*interactions.shape, self.factors)
@@ -73,7 +75,7 @@ class MultDAE(TorchRecommender):
         x = self._input_tensor
         if training and self.dropout > 0:
             # drop each input interaction independently, rescaling the kept ones
-            coo = self._inputs.tocoo()
+            coo = self._inputs
             keep = self._rng.random(coo.nnz) >= self.dropout
             dropped = sp.csr_matrix((coo.data[keep] / (1.0 - self.dropout),
                                      (coo.row[keep], coo.col[keep])), shape=coo.shape)

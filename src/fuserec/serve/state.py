@@ -102,6 +102,11 @@ def media_list(value: Any) -> list[str]:
     return []
 
 
+def _media_columns(media: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """An item's media as stored: a list of paths for each media column."""
+    return {c: list(media.get(c, [])) for c in (IMAGES, AUDIO)}
+
+
 def modality_of_file(filename: str) -> str | None:
     """``"image"`` or ``"audio"`` from a file name's extension, None if neither."""
     ext = Path(filename or "").suffix.lower()
@@ -446,37 +451,50 @@ class ServingState:
                              503) from None
 
     def _replay(self) -> dict[str, int]:
-        """Apply the journal's writes in order; a bad event stops with its line number."""
+        """Apply the journal's writes in order; a bad event stops with its line number.
+
+        New items are inserted in batches (each insert copies the item matrix), flushed before
+        any feedback that follows them, so positions come out as they did when served.
+        """
         assert self.journal is not None
         counts = {"feedback": 0, "items": 0}
+        pending: list[tuple[str, dict[str, Any], dict[str, list[str]], np.ndarray]] = []
+
+        def flush() -> None:
+            if pending:
+                self._insert_items(*map(list, zip(*pending, strict=True)))
+                counts["items"] += len(pending)
+                pending.clear()
+
         for line, event in self.journal.events():
             where = f"{self.journal.path}: line {line}"
             try:
                 if event["event"] == "feedback":
+                    flush()
                     pos = self.position(str(event["item"]))
                     self._apply_feedback(str(event["user"]), pos, float(event["weight"]))
                     counts["feedback"] += 1
                 elif event["event"] == "item":
                     item_id = str(event["id"])
-                    if item_id in self.item_pos:
+                    if item_id in self.item_pos or any(item_id == p[0] for p in pending):
                         raise JournalError(f"{where}: item {item_id!r} already exists")
                     vector = np.asarray(event["vector"], np.float32)
                     if vector.shape != (self.vectors.shape[1],):
                         raise JournalError(f"{where}: item {item_id!r} has a vector of shape "
                                            f"{vector.shape}, this model's are "
                                            f"{self.vectors.shape[1]}-d (other artifacts?)")
-                    self._insert_item(item_id, dict(event["row"]), dict(event["media"]),
-                                      vector)
-                    counts["items"] += 1
+                    pending.append((item_id, dict(event["row"]), _media_columns(event["media"]),
+                                    vector))
                 else:
                     raise JournalError(f"{where}: unknown event {event['event']!r}")
+            except JournalError:
+                raise
             except ServeError as exc:
                 raise JournalError(f"{where}: {exc}") from None
-            except (KeyError, TypeError, ValueError) as exc:
-                if isinstance(exc, JournalError):
-                    raise
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:
                 raise JournalError(f"{where}: malformed {event.get('event')!r} event "
                                    f"({type(exc).__name__}: {exc})") from None
+        flush()
         return counts
 
     def add_item(self, item_id: str, fields: Mapping[str, Any],
@@ -493,32 +511,35 @@ class ServingState:
             raise ServeError(f"an item with id {item_id!r} already exists", 409)
         row = self._new_row(item_id, fields, media)
         vector = self._encode_item(pd.DataFrame([row]))
-        media = {c: list(media.get(c, [])) for c in (IMAGES, AUDIO)}
+        media = _media_columns(media)
         with self._lock:
             if item_id in self.item_pos:
                 raise ServeError(f"an item with id {item_id!r} already exists", 409)
             self._record({"event": "item", "id": item_id, "row": row, "media": media,
                           "vector": [float(x) for x in vector]})
-            return self._insert_item(item_id, row, media, vector)
+            return self._insert_items([item_id], [row], [media], [vector])
 
-    def _insert_item(self, item_id: str, row: dict[str, Any], media: dict[str, list[str]],
-                     vector: np.ndarray) -> int:
-        pos = self.n_items
-        # the model scores and folds in over its own item matrix: it gets the new item too
-        self.model.add_items(vector[None, :])
+    def _insert_items(self, item_ids: list[str], rows: list[dict[str, Any]],
+                      media: list[dict[str, list[str]]], vectors: list[np.ndarray]) -> int:
+        """Append items to the model, index and tables at once; returns the first position."""
+        first = self.n_items
+        block = np.stack(vectors).astype(np.float32)
+        # the model scores and folds in over its own item matrix: it gets the new items too
+        self.model.add_items(block)
         self.vectors = np.ascontiguousarray(self.model.item_vectors(), dtype=np.float32)
         self.popularity = np.asarray(self.model.item_popularity(), np.float32)
-        self.items = pd.concat([self.items, pd.DataFrame([row])], ignore_index=True)
-        self.item_texts = [*self.item_texts, record_text(pd.Series(row), self.text_columns)]
-        self.item_media = [*self.item_media, {c: list(media.get(c, [])) for c in
-                                              (IMAGES, AUDIO)}]
-        self.media_paths |= {p for paths in media.values() for p in paths}
-        self.index.add(vector[None, :])
-        self.item_ids = [*self.item_ids, item_id]
-        self.item_pos = {**self.item_pos, item_id: pos}
+        self.items = pd.concat([self.items, pd.DataFrame(rows)], ignore_index=True)
+        self.item_texts = [*self.item_texts, *(record_text(pd.Series(r), self.text_columns)
+                                               for r in rows)]
+        self.item_media = [*self.item_media, *media]
+        self.media_paths |= {p for m in media for paths in m.values() for p in paths}
+        self.index.add(block)
+        self.item_ids = [*self.item_ids, *item_ids]
+        self.item_pos = {**self.item_pos,
+                         **{i: first + n for n, i in enumerate(item_ids)}}
         self._user_vectors = {u: v for u, v in self._user_vectors.items()
                               if u not in self.feedback}
-        return pos
+        return first
 
     def _new_row(self, item_id: str, fields: Mapping[str, Any],
                  media: Mapping[str, Sequence[str]]) -> dict[str, Any]:
