@@ -255,7 +255,7 @@ def bench_audio(n: int, repeats: int, folder: Path) -> dict:
     paths = make_clips(folder, n)
     load_fr, fr = timed(lambda: get_encoder("librosa"))
     jit_s, _ = timed(lambda: naive_clip(paths[0]))  # numba JIT, paid once per process
-    fr.encode(paths[: max(fr.min_parallel, 4)])  # warm the worker pool
+    fr.encode(paths[:4])  # warm the worker pool
     res = race(n, repeats, {"naive sequential loop": lambda: np.stack([naive_clip(p)
                                                                        for p in paths]),
                             f"fuserec ({fr.workers} workers)": lambda: fr.encode(paths)})

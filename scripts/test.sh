@@ -16,4 +16,6 @@ if ! command -v espeak-ng >/dev/null 2>&1; then
     SUDO=$([ "$(id -u)" -eq 0 ] || echo sudo)
     $SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y espeak-ng
 fi
-.venv/bin/python -m pytest -m "slow or not slow" "$@"
+# two worker processes (pytest-xdist): a test that crashes its
+# process is reported as that test's failure, the worker is replaced and the rest still runs
+.venv/bin/python -m pytest -m "slow or not slow" -n "${FUSEREC_TEST_WORKERS:-2}" "$@"

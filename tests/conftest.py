@@ -12,6 +12,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# a wide console for CLI output checks, whether or not the runner has a terminal (pytest-xdist
+# workers have none): record ids and paths must not fold across table lines
+os.environ["COLUMNS"] = "200"
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,13 @@ The pipeline stages are subpackages (``data``, ``encode``, ``fuse``, ``models``,
 :func:`run_pipeline` and :func:`run_demo` run them all.
 """
 
-from fuserec.data.schema import Catalog
-from fuserec.data.synthetic import DemoCatalogSpec, generate_demo_catalog
+# before anything imports numba (librosa does): see fuserec.portable
+from fuserec.portable import choose_numba_target
+
+choose_numba_target()
+
+from fuserec.data.schema import Catalog  # noqa: E402
+from fuserec.data.synthetic import DemoCatalogSpec, generate_demo_catalog  # noqa: E402
 
 __version__ = "0.1.0"
 

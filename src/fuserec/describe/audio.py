@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from fuserec.describe.base import DESCRIBERS, DescribeError, Describer, Description
-from fuserec.encode.audio import FEATURE_SIZES, clip_features
+from fuserec.encode.audio import FEATURE_SIZES, LibrosaAudioEncoder
 from fuserec.encode.base import Encoder, default_threads, file_identity
 from fuserec.encode.cache import EmbeddingCache
 from fuserec.encode.hashing import file_hash
@@ -162,6 +162,7 @@ class WhisperAcousticDescriber(Describer):
         self.model_name = model
         self.model_dir = whisper_model_dir(model, cache_dir)
         self._audio_encoder = audio_encoder
+        self._own_encoder: Encoder | None = None
         self.embedding_cache = embedding_cache
         self.num_threads = num_threads or default_threads()
         self.min_words = min_words
@@ -207,24 +208,33 @@ class WhisperAcousticDescriber(Describer):
         return " ".join(texts).strip(), share
 
     def _descriptors(self, paths: Sequence[str | Path]) -> list[np.ndarray | str]:
-        enc = self._audio_encoder
-        cache = self.embedding_cache
-        out: list[np.ndarray | str] = []
-        for p in paths:
-            vec = None
-            if cache is not None and enc is not None:
+        """The librosa descriptor of each clip (from the cache where it has it), or the reason
+        it failed. Misses are analysed by the audio encoder's worker pool, so a clip that
+        crashes its analysis fails alone."""
+        if self._audio_encoder is None:
+            self._audio_encoder = self._own_encoder = LibrosaAudioEncoder()
+        enc, cache = self._audio_encoder, self.embedding_cache
+        out: list[np.ndarray | str | None] = [None] * len(paths)
+        if cache is not None:
+            for i, p in enumerate(paths):
                 try:
                     key = file_hash(p)
-                    vec = cache.get_many(enc, [key]).get(key)
                 except OSError:
-                    vec = None
-            if vec is None:
-                vec, reason = clip_features(str(p))
-                if vec is None:
-                    out.append(reason or "cannot decode")
                     continue
-            out.append(vec)
-        return out
+                out[i] = cache.get_many(enc, [key]).get(key)
+        missing = [i for i, v in enumerate(out) if v is None]
+        for batch in enc.encode_batches([str(paths[i]) for i in missing]):
+            for j, vec in zip(batch.indices, batch.vectors, strict=True):
+                out[missing[j]] = vec
+            for j, reason in batch.errors:
+                out[missing[j]] = reason or "cannot decode"
+        return [v if v is not None else "cannot decode" for v in out]
+
+    def close(self) -> None:
+        """Stop the worker processes of the audio encoder this describer built."""
+        if self._own_encoder is not None:
+            self._own_encoder.close()
+            self._audio_encoder = self._own_encoder = None
 
     def describe(self, paths: Sequence[str | Path]) -> list[Description | DescribeError]:
         out: list[Description | DescribeError] = []

@@ -24,17 +24,20 @@ vectors (the fusion stage does). Frequencies are in kHz and tempo in hundreds of
 keep magnitudes moderate.
 
 Batches of clips are decoded and analysed in a process pool (``workers``), which is ~2x
-faster than one process on two cores because most of the work holds the GIL.
+faster than one process on two cores because most of the work holds the GIL. The pool also
+contains native crashes (see :mod:`fuserec.workers`): a clip whose analysis kills its worker
+is reported as an error naming the file and the signal, and the other clips are still encoded.
+
+numba compiles librosa's kernels for a portable x86-64 level (:mod:`fuserec.portable`), which
+leaves the descriptor's values as they were.
 """
 
 from __future__ import annotations
 
 import contextlib
-import multiprocessing as mp
 import os
 import warnings
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +49,7 @@ from fuserec.encode.base import (
     collect_batches,
     default_threads,
 )
+from fuserec.workers import CrashIsolatingPool, WorkerCrash
 
 SAMPLE_RATE = 22_050
 MAX_SECONDS = 30.0
@@ -156,21 +160,25 @@ class LibrosaAudioEncoder(Encoder):
     """Audio encoder: the 220-d librosa descriptor described in this module.
 
     Args:
-        workers: worker processes; all available cores when None, 0 or 1 for in-process.
-        min_parallel: batches smaller than this run in-process (a pool costs ~1 s to start).
+        workers: worker processes; all available cores when None. 0 analyses in this process
+            (no crash containment).
+        start_method: how workers start, ``"fork"`` (default) or ``"spawn"`` (inside processes
+            that must not fork, such as Ray actors).
     """
 
     modality = "audio"
     default_batch_size = 16
     preprocess_version = "1"
     dim = DIM
+    #: per-file analysis ``path -> (vector, None) | (None, reason)``; runs in the workers
+    analyse = staticmethod(clip_features)
 
-    def __init__(self, workers: int | None = None, min_parallel: int = 4,
+    def __init__(self, workers: int | None = None, start_method: str | None = None,
                  name: str = "librosa") -> None:
         self.name = name
+        self.start_method = start_method
         self.workers = default_threads() if workers is None else workers
-        self.min_parallel = min_parallel
-        self._pool: Executor | None = None
+        self._pool: CrashIsolatingPool | None = None
 
     def model_identity(self) -> str:
         import librosa
@@ -189,14 +197,17 @@ class LibrosaAudioEncoder(Encoder):
         paths = [str(p) for p in inputs]
         if not paths:
             return
-        if self.workers > 1 and len(paths) >= self.min_parallel:
-            results = self._executor().map(clip_features, paths, chunksize=1)
+        if self.workers >= 1:
+            results = self._executor().imap(self.analyse, paths)
         else:
-            results = map(clip_features, paths)
+            results = map(self.analyse, paths)
         good: list[int] = []
         vecs: list[np.ndarray] = []
         errors: list[tuple[int, str]] = []
-        for i, (vec, reason) in enumerate(results):
+        for i, result in enumerate(results):
+            if isinstance(result, WorkerCrash):
+                result = None, f"cannot analyse audio {paths[i]}: {result.reason}"
+            vec, reason = result
             if vec is None:
                 errors.append((i, reason or "unknown error"))
             else:
@@ -207,23 +218,19 @@ class LibrosaAudioEncoder(Encoder):
                 yield EncodedBatch(good, matrix, errors)
                 good, vecs, errors = [], [], []
 
-    def _executor(self) -> Executor:
+    def _executor(self) -> CrashIsolatingPool:
         if self._pool is None:
-            # fork: workers start in milliseconds, inherit numba's compiled functions and need
-            # no ``if __name__ == "__main__"`` guard in the caller's script
-            methods = mp.get_all_start_methods()
-            ctx = mp.get_context("fork" if "fork" in methods else "spawn")
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx,
-                                             initializer=_init_worker)
+            self._pool = CrashIsolatingPool(self.workers, initializer=_init_worker,
+                                            start_method=self.start_method)
         return self._pool
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.close()
             self._pool = None
 
-    def __del__(self) -> None:  # best effort; pools also end with the interpreter
+    def __del__(self) -> None:  # best effort; workers also exit with their parent
         pool, self._pool = getattr(self, "_pool", None), None
         if pool is not None:
             with contextlib.suppress(Exception):
-                pool.shutdown(wait=False, cancel_futures=True)
+                pool.close()

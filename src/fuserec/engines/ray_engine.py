@@ -15,7 +15,9 @@ so on a multi-node cluster the catalog must live on storage every node mounts at
 
 Do not run encoders that fork worker processes (``librosa`` with ``workers > 1``) in a process
 that has started or joined Ray: forking a process that holds Ray's gRPC connections can hang
-it. Actors run the audio encoder in-process and scale by more actors.
+it. Each actor analyses audio in one *spawned* worker process (started once per actor), so a
+clip that crashes its analysis fails alone instead of killing the actor; audio scales by more
+actors.
 
 Batch scoring: the model's arrays are put in the object store once
 (:func:`~fuserec.engines.base.model_payload`); each actor rebuilds the model from them and
@@ -158,13 +160,13 @@ class RayEngine(Engine):
 
     def worker_defaults(self) -> dict[str, Any]:
         """Encoder options each actor applies unless the spec sets them (and the encoder
-        accepts them): torch threads and decode threads sized to the actor's CPUs, in-process
-        audio analysis, and the GPU when actors reserve one."""
+        accepts them): torch threads and decode threads sized to the actor's CPUs, audio
+        analysis in one spawned process, and the GPU when actors reserve one."""
         threads = max(1, int(self.cpus_per_worker))
-        # no process pools inside an actor: forking a process that holds Ray's gRPC
-        # connections can hang it; scale audio with more actors instead
-        defaults: dict[str, Any] = {"num_threads": threads, "workers": 0,
-                                    "decode_workers": threads}
+        # never fork inside an actor (it holds Ray's gRPC connections); one spawned worker
+        # contains native crashes, and audio scales with more actors
+        defaults: dict[str, Any] = {"num_threads": threads, "workers": 1,
+                                    "start_method": "spawn", "decode_workers": threads}
         if self.gpus_per_worker > 0:
             defaults["device"] = "cuda"  # encoders that take a device run on the actor's GPU
         return defaults
