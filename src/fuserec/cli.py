@@ -225,26 +225,59 @@ def serve(
     port: int = typer.Option(8000, min=1, max=65535, help="Port to listen on."),
     token: str | None = typer.Option(None, envvar="FUSEREC_TOKEN",
                                      help="Bearer token required by write endpoints "
-                                          "(feedback, new items)."),
+                                          "(feedback, new items) and, unless --public-reads, "
+                                          "by the user endpoints."),
+    public_reads: bool | None = typer.Option(
+        None, "--public-reads/--no-public-reads",
+        help="Let anyone read users, their histories and their recommendations even when the "
+        "server has a token (default: no, they need the token). Also the explicit consent "
+        "needed to serve on a non-loopback host without a token."),
     index: str = typer.Option("faiss", help="Index: faiss (default), usearch or exact."),
     journal: Path | None = typer.Option(
         None, dir_okay=False, help="Record feedback and new items in this JSON-lines file and "
         "replay it on start, so they survive restarts."),
 ) -> None:
     """Serve recommendations, search and the web page over HTTP (docs at /docs)."""
+    token = token or None
+    if not token and not _is_loopback(host):
+        if not public_reads:
+            console.print(f"[red]refusing to serve on {host} without a token[/]: anyone who "
+                          f"can reach it could list every user, read their histories and "
+                          f"write feedback and items. Set --token (or FUSEREC_TOKEN), or pass "
+                          f"--public-reads to serve it openly anyway.", soft_wrap=True)
+            raise typer.Exit(2)
+        console.print(f"[yellow]warning: serving on {host} without a token (--public-reads): "
+                      f"every user, their history and the write endpoints are open to anyone "
+                      f"who can reach this address.[/]", soft_wrap=True)
     import uvicorn
 
     from fuserec.serve import create_app
 
-    web = create_app(artifacts, token=token, index=index, journal=journal)
+    web = create_app(artifacts, token=token or "", index=index, journal=journal,
+                     public_reads=bool(public_reads))
     state = web.state.serving
     console.print(f"serving {state.n_items} items and {len(state.users)} users from {artifacts}")
     if journal is not None:
         console.print(f"journal {journal}: replayed {state.replayed['feedback']} feedback "
                       f"events and {state.replayed['items']} new items")
+    needs = ("; write endpoints need the token" if public_reads
+             else "; write and user endpoints need the token") if token else ""
     console.print(f"open [bold]http://{host}:{port}/[/] (API docs at http://{host}:{port}/docs)"
-                  + ("; write endpoints need the token" if token else ""))
+                  + needs)
     uvicorn.run(web, host=host, port=port, log_level="warning")
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` only listens on this machine (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    name = host.strip().strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
 
 
 @app.command("models")

@@ -3,12 +3,12 @@
 A filter is written ``attr_year>=2000`` or ``year >= 2000`` (the ``attr_`` prefix is optional),
 ``category==rock``, ``price<20``; operators are ``==``, ``!=``, ``>=``, ``<=``, ``>`` and ``<``.
 Numeric columns compare as numbers, the others as strings. Items whose value is missing never
-pass a filter on that attribute.
+pass a filter on that attribute. A filter is at most :data:`MAX_FILTER_CHARS` characters, and
+parsing it takes time linear in its length (no backtracking regular expression).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -18,7 +18,11 @@ import pandas as pd
 from fuserec.data.schema import ATTR_PREFIX
 
 OPERATORS = ("==", "!=", ">=", "<=", ">", "<")
-_PATTERN = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(==|!=|>=|<=|>|<|=)\s*(.*?)\s*$")
+#: the longest filter expression accepted (anything longer is refused before parsing)
+MAX_FILTER_CHARS = 512
+_SPELLINGS = ("==", "!=", ">=", "<=", ">", "<", "=")  # two-character operators first
+_NAME_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
+_NAME_CHARS = _NAME_START | frozenset("0123456789")
 
 
 class FilterError(ValueError):
@@ -77,13 +81,33 @@ def _compare(values: np.ndarray, op: str, target: float) -> np.ndarray:
             "<=": values <= target, ">": values > target, "<": values < target}[op]
 
 
+def _check_length(text: str) -> None:
+    if len(text) > MAX_FILTER_CHARS:
+        raise FilterError(f"a filter is at most {MAX_FILTER_CHARS} characters; this one has "
+                          f"{len(text):,} ({text[:40]!r}...)")
+
+
 def parse_filter(text: str) -> AttributeFilter:
-    """Parse ``"year>=2000"`` into an :class:`AttributeFilter` (``attr_`` is added if absent)."""
-    match = _PATTERN.match(text or "")
-    if not match or not match.group(3):
+    """Parse ``"year>=2000"`` into an :class:`AttributeFilter` (``attr_`` is added if absent).
+
+    One left-to-right scan: strip the text, read the attribute name, skip spaces, take the
+    operator, and the rest (stripped, quotes removed) is the value.
+    """
+    text = text or ""
+    _check_length(text)
+    s = text.strip()
+    end = 0
+    if s and s[0] in _NAME_START:
+        end = 1
+        while end < len(s) and s[end] in _NAME_CHARS:
+            end += 1
+    name = s[:end]
+    rest = s[end:].lstrip()
+    op = next((o for o in _SPELLINGS if rest.startswith(o)), None)
+    value = rest[len(op):].strip() if op else ""
+    if not name or op is None or not value or "\n" in value:
         raise FilterError(f"cannot read filter {text!r}; write it like 'year>=2000' or "
                           f"'category==rock' (operators: {' '.join(OPERATORS)})")
-    name, op, value = match.groups()
     if op == "=":
         op = "=="
     column = name if name.startswith(ATTR_PREFIX) else ATTR_PREFIX + name
@@ -91,8 +115,15 @@ def parse_filter(text: str) -> AttributeFilter:
 
 
 def parse_filters(texts: Iterable[str] | None) -> list[AttributeFilter]:
-    """Parse several filters (all must hold)."""
-    return [parse_filter(t) for t in texts or [] if t and t.strip()]
+    """Parse several filters (all must hold); blank ones are skipped, over-long ones refused."""
+    out = []
+    for t in texts or []:
+        if not t:
+            continue
+        _check_length(t)
+        if t.strip():
+            out.append(parse_filter(t))
+    return out
 
 
 def filter_mask(items: pd.DataFrame, filters: Iterable[AttributeFilter]) -> np.ndarray | None:

@@ -1,5 +1,6 @@
 """The FastAPI application: recommendations, similar items, search, feedback, new items, media
-and the web page at ``/``. OpenAPI docs live at ``/docs``.
+and the web page at ``/``. OpenAPI docs live at ``/docs`` (Swagger UI) and ``/redoc``, both
+served from files that ship in the ``fastapi-offline`` package, so they work offline.
 
 >>> from fuserec.serve import create_app          # doctest: +SKIP
 >>> app = create_app("runs/demo/artifacts")       # doctest: +SKIP
@@ -17,9 +18,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import fastapi_offline
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -49,8 +56,14 @@ from fuserec.serve.state import (
 )
 
 STATIC = Path(__file__).parent / "static"
+#: Swagger UI and ReDoc bundles shipped in the fastapi-offline wheel (no CDN at run time)
+DOCS_STATIC = Path(fastapi_offline.__file__).parent / "static"
+DOCS_STATIC_URL = "/docs-static"
 TOKEN_ENV = "FUSEREC_TOKEN"
 UPLOAD_FOLDER = "uploads"
+#: bounds on the ``fields`` JSON of ``POST /items`` (checked before parsing)
+MAX_FIELDS_CHARS = 64 * 1024
+MAX_FIELDS_DEPTH = 16
 _CHUNK = 1 << 16
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut} for code in (400, 401, 404, 409, 413, 422)}
@@ -61,13 +74,23 @@ def create_app(artifacts_dir: str | Path | None = None, token: str | None = None
                index_config: Mapping[str, Any] | None = None,
                encoders: Mapping[str, Any] | None = None,
                limits: ServeLimits | None = None,
-               journal: str | Path | None = None) -> FastAPI:
+               journal: str | Path | None = None,
+               public_reads: bool = True) -> FastAPI:
     """Build the app over an artifact folder (or a ready :class:`ServingState`).
 
     ``token`` (default: the ``FUSEREC_TOKEN`` environment variable; ``""`` for none) protects
-    the write endpoints: requests must carry ``Authorization: Bearer <token>``. ``encoders``
-    overrides the encoders named in the manifest (e.g. small fakes in tests). ``journal``: a
-    JSON-lines file that records feedback and new items and is replayed on start.
+    the write endpoints: requests must carry ``Authorization: Bearer <token>``.
+
+    ``public_reads`` is the read-access policy for what reveals users: ``GET /users``,
+    ``GET /users/{id}`` (a user's history) and ``GET /users/{id}/recommendations`` (whose
+    explanations name the user's liked items). With a token and ``public_reads=False`` these
+    need the token as well; with ``True`` (the default of this function, kept for callers that
+    serve a public demo; ``fuserec serve`` defaults to ``False``) anyone may read them. The
+    catalog itself (items, similar items, search, media, health, docs) is always public. Without
+    a token nothing can be protected, so every endpoint is open whatever ``public_reads`` says.
+
+    ``encoders`` overrides the encoders named in the manifest (e.g. small fakes in tests).
+    ``journal``: a JSON-lines file that records feedback and new items and is replayed on start.
     """
     if state is None:
         if artifacts_dir is None:
@@ -79,14 +102,19 @@ def create_app(artifacts_dir: str | Path | None = None, token: str | None = None
         token = os.environ.get(TOKEN_ENV) or None
     token = token or None  # "" switches the check off, even when the variable is set
     limits = state.limits
+    reads_need_token = token is not None and not public_reads
     app = FastAPI(
         title="fuserec",
         version="0.1.0",
         summary="Multimodal recommendations: text, image and audio content fused.",
         description="Recommendations with explanations, similar items, search by text, image "
                     "or audio, live feedback and new items. Write endpoints need "
-                    "`Authorization: Bearer <token>` when the server was started with a token.",
+                    "`Authorization: Bearer <token>` when the server was started with a token; "
+                    "so do the user endpoints (`/users`, `/users/{id}`, "
+                    "`/users/{id}/recommendations`) unless it was started with public reads.",
         responses=_ERRORS,
+        docs_url=None,  # served below from local files instead of a CDN
+        redoc_url=None,
     )
     app.state.serving = state
     app.add_middleware(_BodyLimit, max_bytes=limits.max_request_bytes)
@@ -100,6 +128,10 @@ def create_app(artifacts_dir: str | Path | None = None, token: str | None = None
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
                                                                  token.encode()):
             raise _Unauthorized()
+
+    def require_read_token(request: Request) -> None:
+        if reads_need_token:
+            require_token(request)
 
     item_cache: dict[int, ItemOut] = {}  # items never change once added
 
@@ -143,6 +175,7 @@ def create_app(artifacts_dir: str | Path | None = None, token: str | None = None
             modalities=state.modalities,
             attributes=[c[len("attr_"):] for c in state.attribute_columns],
             text_fields=state.text_columns, write_requires_token=token is not None,
+            reads_require_token=reads_need_token,
             limits={"max_k": limits.max_k, "max_upload_bytes": limits.max_upload_bytes,
                     "max_request_bytes": limits.max_request_bytes,
                     "max_text_chars": limits.max_text_chars})
@@ -171,24 +204,28 @@ def create_app(artifacts_dir: str | Path | None = None, token: str | None = None
         results = state.similar(item_id, k, _filters(filters))
         return SimilarOut(item=item_out(state.position(item_id)), results=scored(results))
 
-    @app.get("/users", response_model=UsersPage, tags=["users"])
+    @app.get("/users", response_model=UsersPage, tags=["users"],
+             dependencies=[Depends(require_read_token)])
     async def list_users(offset: int = Query(0, ge=0),
                          limit: int = Query(50, ge=1, le=500)) -> UsersPage:
-        """Users of the catalog, then users created by feedback."""
+        """Users of the catalog, then users created by feedback. Needs the token when the
+        server has one and was not started with public reads."""
         ids = list(state.user_row) + [u for u in state.feedback if u not in state.user_row]
         return UsersPage(total=len(ids), offset=offset,
                          users=[UserOut(**user_out(u)) for u in ids[offset: offset + limit]])
 
-    @app.get("/users/{user_id}", response_model=UserDetailOut, tags=["users"])
+    @app.get("/users/{user_id}", response_model=UserDetailOut, tags=["users"],
+             dependencies=[Depends(require_read_token)])
     async def get_user(user_id: str) -> UserDetailOut:
-        """A user, with some of the items they interacted with."""
+        """A user, with some of the items they interacted with. Needs the token when the
+        server has one and was not started with public reads."""
         if not state.has_user(user_id):
             raise ServeError(f"there is no user with id {user_id!r}", 404)
         liked = state.seen_positions(user_id)[:12]
         return UserDetailOut(**user_out(user_id), liked=[item_out(int(p)) for p in liked])
 
     @app.get("/users/{user_id}/recommendations", response_model=RecommendationsOut,
-             tags=["users"])
+             tags=["users"], dependencies=[Depends(require_read_token)])
     async def recommendations(
         user_id: str, k: int = k_query,
         diversity: float = Query(0.0, ge=0.0, le=1.0,
@@ -197,7 +234,9 @@ def create_app(artifacts_dir: str | Path | None = None, token: str | None = None
         explain: bool = Query(False, description="Add why each item was recommended."),
         filters: list[str] = filter_query,
     ) -> RecommendationsOut:
-        """Top-k unseen items for a user (reflects feedback sent since the server started)."""
+        """Top-k unseen items for a user (reflects feedback sent since the server started).
+        Needs the token when the server has one and was not started with public reads: the
+        results and their explanations reveal what the user liked."""
         parsed = _filters(filters)
         results = state.recommend(user_id, k, diversity, parsed, explain)
         return RecommendationsOut(user_id=user_id, k=k, diversity=diversity,
@@ -245,12 +284,7 @@ def create_app(artifacts_dir: str | Path | None = None, token: str | None = None
                  audio: list[UploadFile] = File([], description="Audio files.")) -> ItemOut:
         """Add an item while serving: its media are validated with the catalog's checks,
         stored under the catalog root, encoded, fused and indexed."""
-        try:
-            parsed = json.loads(fields or "{}")
-        except json.JSONDecodeError as exc:
-            raise ServeError(f"fields must be a JSON object: {exc.msg}", 422) from None
-        if not isinstance(parsed, dict):
-            raise ServeError("fields must be a JSON object", 422)
+        parsed = _json_object(fields or "{}", "fields")
         parsed = {_field_name(state, str(k)): v for k, v in parsed.items()}
         uploads = [(f, IMAGES, "image") for f in images if f.filename] + \
                   [(f, AUDIO, "audio") for f in audio if f.filename]
@@ -286,13 +320,85 @@ def create_app(artifacts_dir: str | Path | None = None, token: str | None = None
     async def favicon() -> RedirectResponse:
         return RedirectResponse("/static/favicon.svg")
 
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}", title="fuserec - API docs",
+            swagger_js_url=f"{root}{DOCS_STATIC_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_STATIC_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{root}/static/favicon.svg",
+            oauth2_redirect_url=f"{root}{app.swagger_ui_oauth2_redirect_url}",
+            swagger_ui_parameters={"validatorUrl": None})  # no call to validator.swagger.io
+
+    @app.get(app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect",
+             include_in_schema=False)
+    async def swagger_oauth2_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc_docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(openapi_url=f"{root}{app.openapi_url}", title="fuserec - ReDoc",
+                              redoc_js_url=f"{root}{DOCS_STATIC_URL}/redoc.standalone.js",
+                              redoc_favicon_url=f"{root}/static/favicon.svg",
+                              with_google_fonts=False)
+
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount(DOCS_STATIC_URL, StaticFiles(directory=DOCS_STATIC), name="docs-static")
     return app
 
 
 def media_url(relative: str) -> str:
     """The URL under which :func:`create_app` serves a catalog media path."""
     return "/media/" + quote(relative)
+
+
+def json_depth(text: str, limit: int) -> int:
+    """The nesting depth of the JSON ``text`` (brackets inside strings do not count), found by
+    one linear scan that stops as soon as it passes ``limit``."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    break
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _json_object(text: str, name: str) -> dict[str, Any]:
+    """Parse a JSON object from a form field, refusing (422) what is too large or too deeply
+    nested before the parser sees it (deep nesting makes ``json.loads`` recurse until
+    RecursionError)."""
+    if len(text) > MAX_FIELDS_CHARS:
+        raise ServeError(f"{name} is {len(text):,} characters of JSON; the limit is "
+                         f"{MAX_FIELDS_CHARS:,}", 422)
+    if json_depth(text, MAX_FIELDS_DEPTH) > MAX_FIELDS_DEPTH:
+        raise ServeError(f"{name} is nested more than {MAX_FIELDS_DEPTH} levels deep; send a "
+                         f"flat JSON object of text fields and attributes", 422)
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ServeError(f"{name} must be a JSON object: {exc.msg}", 422) from None
+    except RecursionError:  # a second guard; the depth check above should make it unreachable
+        raise ServeError(f"{name} is nested too deeply", 422) from None
+    if not isinstance(parsed, dict):
+        raise ServeError(f"{name} must be a JSON object", 422)
+    return parsed
 
 
 def _filters(texts: list[str]) -> list[AttributeFilter]:

@@ -100,7 +100,9 @@ class FeedbackIn(BaseModel):
     """One interaction: the user liked / bought / watched ``item_id``."""
 
     item_id: str = Field(min_length=1, max_length=256, examples=["item_0003"])
-    weight: float = Field(1.0, gt=0, le=100, description="Strength of the interaction.")
+    weight: float = Field(1.0, gt=0, le=100, strict=True,
+                          description="Strength of the interaction: a JSON number (booleans "
+                                      "and strings are refused).")
 
 
 class FeedbackOut(BaseModel):
@@ -120,4 +122,8 @@ class HealthOut(BaseModel):
     attributes: list[str]
     text_fields: list[str]
     write_requires_token: bool
+    reads_require_token: bool = Field(
+        False, description="True when user listings, user details and per-user "
+                           "recommendations need the token too (the server has a token and "
+                           "was not started with public reads).")
     limits: dict[str, Any]
