@@ -54,6 +54,15 @@ class Recommender(ABC):
     def item_vectors(self) -> np.ndarray:
         """One vector per item, for ``similar_items`` and indexing."""
 
+    @abstractmethod
+    def score_history(self, history: sp.csr_matrix) -> np.ndarray:
+        """Scores (n, n_items) for users given only by history rows (n x n_items).
+
+        This is how serving scores a user with fresh feedback, or a brand-new user, without
+        retraining: history-reading models (EASE, item-kNN) score from the rows directly,
+        embedding models fold the user in from the vectors of the items in the row.
+        """
+
     def recommend(self, user_ids: Sequence[int] | np.ndarray, k: int = 10,
                   exclude_seen: bool = True, diversity: float = 0.0,
                   diversity_vectors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

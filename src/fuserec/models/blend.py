@@ -127,10 +127,24 @@ class Blend(Recommender):
 
     def score(self, user_ids: np.ndarray) -> np.ndarray:
         users = np.atleast_1d(np.asarray(user_ids, dtype=np.int64))
+        return self._mix([m.score(users) if w else None
+                          for w, m in zip(self.weights, self.members, strict=True)])
+
+    def score_history(self, history: sp.csr_matrix) -> np.ndarray:
+        return self._mix([m.score_history(history) if w else None
+                          for w, m in zip(self.weights, self.members, strict=True)])
+
+    def member_scores(self, history: sp.csr_matrix) -> dict[str, np.ndarray]:
+        """Each member's weighted, standardised share of :meth:`score_history`, by name."""
+        return {name: np.float32(w) * standardise(m.score_history(history))
+                for (name, w), m in zip(self.member_weights().items(), self.members,
+                                        strict=True)}
+
+    def _mix(self, parts: list[np.ndarray | None]) -> np.ndarray:
         total: np.ndarray | None = None
-        for w, member in zip(self.weights, self.members, strict=True):
-            if w:
-                part = np.float32(w) * standardise(member.score(users))
+        for w, part in zip(self.weights, parts, strict=True):
+            if w and part is not None:
+                part = np.float32(w) * standardise(part)
                 total = part if total is None else total + part
         assert total is not None  # weights are non-negative and not all zero
         return total

@@ -84,6 +84,9 @@ class ContentCosine(Recommender):
     def score(self, user_ids: np.ndarray) -> np.ndarray:
         return self.score_vectors(self._users[user_ids])
 
+    def score_history(self, history: sp.csr_matrix) -> np.ndarray:
+        return self.score_vectors(self.fold_in(history))
+
     def score_vectors(self, user_vectors: np.ndarray) -> np.ndarray:
         """Scores of every item for arbitrary fused user vectors (e.g. from :meth:`fold_in`)."""
         return np.atleast_2d(user_vectors) @ self._items.T + _TIE_BREAK * self._pop

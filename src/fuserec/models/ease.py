@@ -50,7 +50,10 @@ class EASE(Recommender):
         return b.astype(np.float32)
 
     def score(self, user_ids: np.ndarray) -> np.ndarray:
-        return np.asarray(self.interactions[user_ids] @ self.weights, np.float32)
+        return self.score_history(self.interactions[user_ids])
+
+    def score_history(self, history: sp.csr_matrix) -> np.ndarray:
+        return np.asarray(sp.csr_matrix(history, dtype=np.float32) @ self.weights, np.float32)
 
     def item_vectors(self) -> np.ndarray:
         return self.weights

@@ -69,8 +69,13 @@ class ItemKNN(Recommender):
         return self
 
     def score(self, user_ids: np.ndarray) -> np.ndarray:
+        return self.score_history(self.interactions[user_ids])
+
+    def score_history(self, history: sp.csr_matrix) -> np.ndarray:
         # score_uj = Σ_i x_ui s_ij; a tiny popularity term breaks ties for users with no overlap
-        s = np.asarray((self.interactions[user_ids] @ self.similarity).todense(), np.float32)
+        x = sp.csr_matrix(history, dtype=np.float32)
+        x.data[:] = 1.0
+        s = np.asarray((x @ self.similarity).todense(), np.float32)
         return s + 1e-6 * self._pop
 
     def item_vectors(self) -> np.ndarray:

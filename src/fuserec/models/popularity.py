@@ -30,6 +30,9 @@ class Popularity(Recommender):
     def score(self, user_ids: np.ndarray) -> np.ndarray:
         return np.tile(self.counts, (len(user_ids), 1))
 
+    def score_history(self, history: sp.csr_matrix) -> np.ndarray:
+        return np.tile(self.counts, (history.shape[0], 1))
+
     def item_vectors(self) -> np.ndarray:
         # popularity has no notion of item similarity beyond co-occurrence
         return self.interactions.T.tocsr().toarray().astype(np.float32)
