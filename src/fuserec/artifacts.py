@@ -8,7 +8,10 @@ Layout (all safe formats, each file written atomically)::
     interactions.parquet   interactions with their ``split`` (train / test)
     embeddings.safetensors per table and modality: "<table>.<modality>" (n, d) float32 and
                            "<table>.<modality>.present" (n,) uint8
-    model/                 the fused content model (model.safetensors + model.json)
+    model/                 the fused content model (model.safetensors + model.json): the
+                           index, search, explanations and items added while serving
+    served/                the model chosen on validation, when it is not the content model
+                           itself (any registered model, a blend included)
 """
 
 from __future__ import annotations
@@ -34,8 +37,12 @@ FORMAT_VERSION = 1
 
 def write_artifacts(folder: Path, catalog: Catalog, interactions: pd.DataFrame,
                     encoded: dict[str, dict[str, Any]], encoders: dict[str, Encoder],
-                    model: Recommender, results: dict[str, Any] | None = None) -> Path:
-    """Write everything ``load_artifacts`` needs into ``folder`` and return it."""
+                    model: Recommender, results: dict[str, Any] | None = None,
+                    served: Recommender | None = None) -> Path:
+    """Write everything ``load_artifacts`` needs into ``folder`` and return it.
+
+    ``model`` is the fused content model; ``served`` the model that ranks for users, when it
+    is another one (``None``: the content model ranks too)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for name, frame in (("items", catalog.items), ("users", catalog.users),
@@ -48,6 +55,12 @@ def write_artifacts(folder: Path, catalog: Catalog, interactions: pd.DataFrame,
             arrays[f"{table}.{modality}.present"] = np.asarray(view.present, dtype=np.uint8)
     write_with(folder / "embeddings.safetensors", lambda tmp: save_file(arrays, str(tmp)))
     model.save(folder / "model")
+    if served is not None:
+        served.save(folder / "served")
+    elif (folder / "served").exists():  # a previous run's choice must not outlive it
+        import shutil
+
+        shutil.rmtree(folder / "served")
     manifest = {
         "format_version": FORMAT_VERSION,
         "created_unix": int(time.time()),
@@ -55,9 +68,11 @@ def write_artifacts(folder: Path, catalog: Catalog, interactions: pd.DataFrame,
         "encoders": {m: {"name": e.name, "version": e.version, "dim": e.dim}
                      for m, e in encoders.items()},
         "model": model.name,
+        "served": served.name if served is not None else model.name,
         "counts": {"items": len(catalog.items), "users": len(catalog.users),
                    "interactions": len(interactions)},
-        "results": {k: results[k] for k in ("views", "validation") if results and k in results},
+        "results": {k: results[k] for k in ("views", "validation", "models", "served")
+                    if results and k in results},
     }
     write_json(folder / "manifest.json", manifest)
     return folder
@@ -74,6 +89,13 @@ class Artifacts:
     interactions: pd.DataFrame
     embeddings: dict[str, dict[str, View]]
     model: Recommender
+    #: the model that ranks for users, when it is not ``model`` (see the layout above)
+    served: Recommender | None = None
+
+    @property
+    def ranker(self) -> Recommender:
+        """The model that ranks items for users: ``served``, else the content model."""
+        return self.served if self.served is not None else self.model
 
     @property
     def catalog_root(self) -> Path:
@@ -116,4 +138,5 @@ def load_artifacts(folder: Path) -> Artifacts:
         users=pd.read_parquet(folder / "users.parquet"),
         interactions=pd.read_parquet(folder / "interactions.parquet"),
         embeddings=embeddings, model=Recommender.load(folder / "model"),
+        served=Recommender.load(folder / "served") if (folder / "served").is_dir() else None,
     )

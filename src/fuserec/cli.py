@@ -2,14 +2,58 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(help="fuserec: multimodal recommendation from text, images and audio.",
                   no_args_is_help=True, add_completion=False)
 console = Console()
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the errors a user fixes in their data into one red line and exit code 2.
+
+    Wraps the loading step of a command: an unusable catalog (:class:`CatalogError`: a table
+    without its id column, no valid items...), a refused pickle (:class:`UnsafePickleError`) or
+    a missing dataset file is printed as ``error: <message naming the file>`` without a
+    traceback. Any other exception is a bug and keeps its traceback. Used by ``validate``,
+    ``encode`` and ``evaluate``; meant for every command that loads user data.
+    """
+    from fuserec.data.adapters.safe_pickle import UnsafePickleError
+    from fuserec.data.validate import CatalogError
+
+    try:
+        yield
+    except (CatalogError, UnsafePickleError, FileNotFoundError) as exc:
+        console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
+        raise typer.Exit(2) from None
+
+
+_MODEL_HELP = ("Candidate model (repeatable), or 'auto' for every candidate (content-cosine, "
+               "the collaborative and content-aware learned models, blend); the best on "
+               "validation is served. See `fuserec models`.")
+
+
+def _models(names: list[str]) -> tuple[str, ...]:
+    """The candidates ``--model`` names ('auto' expands to the default set)."""
+    from fuserec.evaluate.selection import AUTO_CANDIDATES
+    from fuserec.models import MODELS
+
+    out: list[str] = []
+    for name in names:
+        for n in AUTO_CANDIDATES if name == "auto" else (name,):
+            if n not in MODELS:
+                raise typer.BadParameter(f"unknown model {n!r}; known: "
+                                         f"{', '.join(MODELS.names())} or auto")
+            if n not in out:
+                out.append(n)
+    return tuple(out)
 
 
 @app.command()
@@ -27,8 +71,10 @@ def demo(
                             "openai) or 'none' for template texts only."),
     llm_items: int = typer.Option(3, min=0, help="Items (the first ones, shown in the report) "
                                   "whose description the LLM writes; the rest use the template."),
+    model: list[str] = typer.Option(["auto"], help=_MODEL_HELP),
 ) -> None:
-    """Generate the demo catalog, then validate, encode, fuse, recommend and evaluate it."""
+    """Generate the demo catalog, then validate, encode, fuse, train and select models, and
+    evaluate them; the best on validation is written into the artifacts for serving."""
     from fuserec.data.synthetic import DemoCatalogSpec
     from fuserec.describe_stage import DescribeConfig
     from fuserec.pipeline import PipelineConfig, run_demo
@@ -36,8 +82,10 @@ def demo(
     spec = DemoCatalogSpec(n_items=items, n_users=users, seed=seed, inject_errors=inject_errors)
     describe_config = DescribeConfig(llm=None if llm == "none" else llm, llm_items=llm_items,
                                      llm_users=min(llm_items, 1)) if describe else None
-    results = run_demo(out, spec, PipelineConfig(cache_dir=cache, progress=progress,
-                                                 describe=describe_config), console)
+    with user_errors():
+        results = run_demo(out, spec, PipelineConfig(cache_dir=cache, progress=progress,
+                                                     describe=describe_config,
+                                                     models=_models(model)), console)
     if not results["fused_beats_every_view"]:
         console.print("[yellow]note: on this catalog the fused view did not beat every view")
 
@@ -54,16 +102,25 @@ def run(
     describe: bool = typer.Option(False, help="Run describe + the consistency router."),
     llm: str = typer.Option("none", help="LLM backend for describe (smollm2, llama-cpp, openai) "
                             "or 'none' for template texts; the LLM writes every description."),
+    model: list[str] = typer.Option(["auto"], help=_MODEL_HELP),
+    validation_fraction: float = typer.Option(
+        0.1, min=0.01, max=0.5, help="Share of each user's interactions held out for early "
+        "stopping and model selection (random split)."),
 ) -> None:
-    """Run the pipeline on your own catalog folder."""
+    """Run the pipeline on your own catalog folder: validate, encode, train the candidate
+    models, select the best on validation, report every candidate on test, write artifacts.
+
+    Interactions with a ``split`` column (train / validation / test) are split as given."""
     from fuserec.describe_stage import DescribeConfig
     from fuserec.pipeline import PipelineConfig, run_pipeline
 
     describe_config = DescribeConfig(llm=None if llm == "none" else llm, llm_items=None,
                                      llm_users=None, llm_budget_s=None) if describe else None
     config = PipelineConfig(test_fraction=test_fraction, seed=seed, cache_dir=cache,
-                            progress=progress, describe=describe_config)
-    run_pipeline(catalog, out, config, console)
+                            progress=progress, describe=describe_config, models=_models(model),
+                            validation_fraction=validation_fraction)
+    with user_errors():
+        run_pipeline(catalog, out, config, console)
 
 
 @app.command("describe")
@@ -88,8 +145,15 @@ def validate(
 ) -> None:
     """Check every record and media file of a catalog; print what was rejected and why."""
     from fuserec.data.loaders import load_catalog
+    from fuserec.data.validate import CatalogError
 
-    _, result = load_catalog(catalog, progress=progress)
+    with user_errors():
+        try:
+            _, result = load_catalog(catalog, progress=progress)
+        except CatalogError as exc:
+            if exc.report is not None:  # e.g. every item rejected: show why before the error
+                exc.report.print(console)
+            raise
     result.print(console)
     if report:
         result.write_json(report)
@@ -154,7 +218,8 @@ def encode(
     unknown = sorted(set(modality) - set(DEFAULT_ENCODERS))
     if unknown:
         raise typer.BadParameter(f"unknown modality {unknown[0]!r}")
-    cat, report = load_catalog(catalog, progress=progress)
+    with user_errors():
+        cat, report = load_catalog(catalog, progress=progress)
     report.print(console)
     specs = {m: EncoderSpec(DEFAULT_ENCODERS[m]) for m in modality}
     with _engine(engine, address, workers, cpus_per_worker, gpus_per_worker) as eng:
@@ -308,15 +373,16 @@ def evaluate(
     report: Path | None = typer.Option(
         None, help="Also write a full report (Markdown + HTML: beyond-accuracy metrics, user "
         "groups, modality ablation, MMR trade-off) into this folder."),
+    search: bool = typer.Option(False, help="Search the small validation grids `fuserec run` "
+                                "uses instead of the settings recorded for this dataset."),
 ) -> None:
     """Train models on a benchmark dataset and report full-ranking Recall@k / NDCG@k."""
     from rich.table import Table
 
     from fuserec.data.adapters import load_dataset
-    from fuserec.evaluate.experiment import run_model
+    from fuserec.evaluate.selection import select_models
     from fuserec.io import write_json
     from fuserec.models import MODELS
-    from fuserec.models.base import content_models
 
     ks = sorted(set(k) | {int(a) for a in ctx.args if a.isdigit()})
     unknown = [a for a in ctx.args if not a.isdigit()]
@@ -327,20 +393,17 @@ def evaluate(
         from fuserec.encode import get_encoder
 
         options = {"cache_dir": cache_dir, "progress": progress, "encoder_factory": get_encoder}
-    data = load_dataset(dataset, data_dir, **options).with_validation(validation_fraction, seed)
+    with user_errors():
+        data = load_dataset(dataset, data_dir, **options)
+    data = data.with_validation(validation_fraction, seed)
     console.print(data.summary())
     names = MODELS.names() if model == ["all"] else model
-    if not data.item_features:
-        names = [n for n in names if n not in content_models()]
-    results = []
-    fitted = {}
-    for name in names:
-        result = run_model(data, name, ks, {"seed": seed} if _takes_seed(name) else {},
-                           progress=progress, save_dir=save_dir)
-        fitted[name] = result.pop("_model")
-        results.append(result)
-        console.print(f"{name}: " + ", ".join(f"{m} {v:.4f}" for m, v in result["metrics"].items())
-                      + f"  ({result['train_seconds']:.1f} s)")
+    # the same selection path as `fuserec run`; the recorded validation search in TUNED
+    # stands in for the grid unless --search asks for it
+    selection = select_models(data, names, ks, seed=seed, progress=progress, search=search,
+                              save_dir=save_dir, log=console.print)
+    results = [c.result for c in selection.ran]
+    fitted = {c.name: c.model for c in selection.ran}
     table = Table(title=f"{data.name}: full ranking, train + validation items excluded")
     table.add_column("model")
     metric_names = list(results[0]["metrics"]) if results else []
@@ -352,6 +415,8 @@ def evaluate(
         table.add_row(r["model"], *(f"{r['metrics'][m]:.4f}" for m in metric_names),
                       f"{r['train_seconds']:.1f}", str(r.get("seconds_per_epoch", "-")))
     console.print(table)
+    if any(c.validation for c in selection.ran):
+        console.print(f"best on validation {selection.metric}: [bold]{selection.chosen.name}[/]")
     if json_out:
         write_json(json_out, results)
         console.print(f"wrote {json_out}")
@@ -420,10 +485,46 @@ def report_command(
     console.print(f"wrote [bold]{page}[/], {target / 'report.md'} and {target / 'study.json'}")
 
 
-def _takes_seed(name: str) -> bool:
-    from fuserec.models import MODELS
+@app.command()
+def example(
+    name: str = typer.Argument(..., help="The example to write: movielens."),
+    data_dir: Path = typer.Option(
+        ..., exists=True, file_okay=False,
+        help="The dataset folder, e.g. ../shared/data/movielens_posters."),
+    out: Path = typer.Option(..., help="Catalog folder to write."),
+    validation_fraction: float = typer.Option(
+        0.1, min=0.01, max=0.5, help="Share of each user's train rows labelled 'validation' "
+        "(seeded; the pipeline takes a given split as it is and selects models on it)."),
+    seed: int = typer.Option(42, help="Seed of the validation labels."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """Write a public dataset as an ordinary catalog folder (items.csv with posters,
+    interactions.csv with its split, features/*.npy), ready for `fuserec validate` / `run`.
 
-    return "seed" in MODELS.get(name).options()
+    movielens: ML-1M items of the ViLLA-MMBench split (train / test as published, plus a
+    deterministic VALIDATION-FRACTION of each user's train rows labelled validation), posters
+    copied into OUT/posters/, the LLM description as text, the year as attr_year, and the
+    MMTF-14K trailer-audio i-vectors as features/trailer_audio.npy (zeros where a movie has no
+    trailer)."""
+    import time
+
+    from fuserec.data.examples import write_movielens_catalog
+
+    if name != "movielens":
+        raise typer.BadParameter(f"unknown example {name!r}; known: movielens")
+    start = time.perf_counter()
+    with user_errors():
+        s = write_movielens_catalog(data_dir, out, validation_fraction=validation_fraction,
+                                    seed=seed, progress=progress)
+    audio = (f"{s['items_with_trailer_audio']} items with trailer audio "
+             f"({s['trailer_audio_dim']}-d, {s['trailer_audio_file']})"
+             if s["trailer_audio_file"] else "no trailer-audio file found")
+    console.print(f"{s['items']} items, {s['users']} users, {s['interactions']} interactions "
+                  f"({s['train']} train, {s['validation']} validation, {s['test']} test)")
+    console.print(f"{s['posters_copied']} posters copied ({s['posters_missing']} items without "
+                  f"one); {audio}")
+    console.print(f"wrote {out} in {time.perf_counter() - start:.1f} s; next: "
+                  f"[bold]fuserec validate {out}[/]", soft_wrap=True)
 
 
 if __name__ == "__main__":

@@ -196,6 +196,8 @@ def run_describe_stage(catalog: Catalog, split: pd.DataFrame, train: sp.csr_matr
     text_path = routes == TEXT
 
     routed = _routed_model(train, item_views, unified, user_views, profiles, routes, modalities)
+    routed_views, routed_weights = ConsistencyRouter.routed_views(item_views, unified, routes,
+                                                                  modalities)
     text_only = ContentCosine(modalities=[DESCRIBE]).fit(
         train, {DESCRIBE: unified}, {DESCRIBE: profiles})
     views = {
@@ -230,6 +232,11 @@ def run_describe_stage(catalog: Catalog, split: pd.DataFrame, train: sp.csr_matr
                "describe_errors": len(described.errors),
                "timings_seconds": {k_: round(v, 2) for k_, v in timings.items()}}
     _print(results, console, k)
+    # what the models train on: each item's route decides its representation (not JSON)
+    user_routed = {m: v for m, v in user_views.items() if m in routed_views}
+    user_routed[DESCRIBE] = profiles
+    results["_routed"] = {"item_features": routed_views, "weights": routed_weights,
+                          "user_features": user_routed}
     return results
 
 

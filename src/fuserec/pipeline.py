@@ -17,16 +17,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 
 from fuserec.artifacts import write_artifacts
+from fuserec.data.adapters.base import Dataset
 from fuserec.data.loaders import load_catalog
 from fuserec.data.matrix import interaction_matrix
-from fuserec.data.splits import SPLIT, random_split_per_user
+from fuserec.data.splits import SPLIT, published_split, random_split_per_user
 from fuserec.data.synthetic import DemoCatalogSpec, generate_demo_catalog
 from fuserec.encode import DEFAULT_ENCODERS, EmbeddingCache, encode_catalog, get_encoder
+from fuserec.evaluate.experiment import excluding
 from fuserec.evaluate.ranking import evaluate_ranking
 from fuserec.evaluate.report import render_report
+from fuserec.evaluate.selection import AUTO_CANDIDATES, cold_items, select_models
 from fuserec.fuse.base import View
 from fuserec.io import write_json
 from fuserec.models.content import ContentCosine
@@ -41,6 +45,12 @@ class PipelineConfig:
 
     ks: tuple[int, ...] = (10, 20)
     test_fraction: float = 0.2
+    #: share of each user's interactions held out for early stopping and model selection
+    validation_fraction: float = 0.1
+    #: candidate models (``fuserec run --model``); the best on validation is served
+    models: tuple[str, ...] = AUTO_CANDIDATES
+    #: share of items held out of training entirely to measure the served model on cold items
+    cold_item_fraction: float = 0.1
     seed: int = 0
     encoders: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ENCODERS))
     encoder_options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -84,21 +94,86 @@ def run_pipeline(catalog_root: Path, out: Path, config: PipelineConfig | None = 
 
     t0 = time.perf_counter()
     console.rule("[bold]fuse, recommend, evaluate")
-    split = random_split_per_user(catalog.interactions, config.test_fraction, seed=config.seed)
+    if SPLIT in catalog.interactions:  # the catalog gives its own split: use it as given
+        split = published_split(catalog.interactions)
+        console.print("split: given by the interactions' split column")
+        if not (split[SPLIT] == "validation").any():
+            # selection needs validation: carve it from the given train rows, test untouched
+            is_train = split[SPLIT] == "train"
+            carved = random_split_per_user(split[is_train].drop(columns=[SPLIT]), 0.0,
+                                           config.validation_fraction, seed=config.seed)
+            split.loc[is_train, SPLIT] = carved[SPLIT].to_numpy()
+            console.print(f"split: no validation rows given; {config.validation_fraction:.0%} "
+                          f"of each user's train rows carved out for validation")
+    else:
+        split = random_split_per_user(catalog.interactions, config.test_fraction,
+                                      config.validation_fraction, seed=config.seed)
     item_ids, user_ids = catalog.item_ids, catalog.user_ids
     train = interaction_matrix(split[split[SPLIT] == "train"], user_ids, item_ids)
+    validation = interaction_matrix(split[split[SPLIT] == "validation"], user_ids, item_ids)
     test = interaction_matrix(split[split[SPLIT] == "test"], user_ids, item_ids)
+    seen = train + validation
 
     views: dict[str, dict[str, float]] = {}
     models: dict[str, ContentCosine] = {}
-    present_modalities = [m for m in MODALITIES if m in item_views and item_views[m].present.any()]
+    # the encoded views first, then the catalog's precomputed ones (features/<name>.npy) by name
+    present_modalities = [m for m in [*MODALITIES, *sorted(set(item_views) - set(MODALITIES))]
+                          if m in item_views and item_views[m].present.any()]
     for view in [*present_modalities, "fused"]:
         mods = present_modalities if view == "fused" else [view]
         model = ContentCosine(modalities=mods).fit(train, item_views, user_views)
-        views[view] = evaluate_ranking(model, test, config.ks)
+        with excluding(model, seen):
+            views[view] = evaluate_ranking(model, test, config.ks)
         models[view] = model
-    baseline = evaluate_ranking(Popularity().fit(train), test, config.ks)
+    with excluding(Popularity().fit(train), seen) as popularity:
+        baseline = evaluate_ranking(popularity, test, config.ks)
     timings["fit_evaluate"] = time.perf_counter() - t0
+
+    describe_results: dict[str, Any] | None = None
+    if config.describe is not None and config.describe.enabled:
+        from fuserec.describe_stage import run_describe_stage
+
+        console.rule("[bold]describe and route")
+        t0 = time.perf_counter()
+        describe_results = run_describe_stage(
+            catalog, split, train, test, item_views, user_views, encoders["text"], encoders,
+            cache, out / "artifacts", config.describe, config.ks, config.seed, models["fused"],
+            console)
+        timings["describe"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    console.rule("[bold]train and select models")
+    item_features = {m: item_views[m] for m in present_modalities}
+    user_features = {m: v for m, v in user_views.items() if m in present_modalities}
+    # content-cosine reads text/image/audio by default; precomputed views join it explicitly
+    content_params: dict[str, Any] = {"modalities": present_modalities}
+    if describe_results is not None:
+        # the router feeds the models: text-path items are represented by their embedded
+        # description, feature-path items by their modality features
+        routed = describe_results.pop("_routed")
+        item_features, user_features = routed["item_features"], routed["user_features"]
+        content_params = {"modalities": list(item_features), "weights": routed["weights"]}
+    dataset = Dataset("catalog", train, validation, test, item_features=item_features,
+                      user_ids=np.asarray(user_ids), item_ids=np.asarray(item_ids),
+                      user_features=user_features)
+    selection = select_models(dataset, config.models, config.ks, seed=config.seed,
+                              progress=config.progress,
+                              log=lambda msg: console.print(f"[dim]{msg}"),
+                              params={"content-cosine": content_params})
+    console.print(selection.table(config.ks[0]))
+    served = selection.chosen
+    console.print(f"serving [bold]{served.name}[/] (best validation {selection.metric})")
+    timings["train_select"] = time.perf_counter() - t0
+    cold: dict[str, Any] = {}
+    if config.cold_item_fraction > 0:
+        t0 = time.perf_counter()
+        cold = cold_items(dataset, served, config.ks, config.cold_item_fraction, config.seed)
+        timings["cold_items"] = time.perf_counter() - t0
+        k0 = config.ks[0]
+        if served.name in cold:
+            console.print(f"cold items ({cold['items']} held out of training entirely): "
+                          f"{served.name} Recall@{k0} {cold[served.name][f'recall@{k0}']:.4f}, "
+                          f"popularity {cold['popularity'][f'recall@{k0}']:.4f}")
 
     k = config.ks[0]
     fused = views["fused"]
@@ -119,36 +194,33 @@ def run_pipeline(catalog_root: Path, out: Path, config: PipelineConfig | None = 
         "validation": {"ok": report.n_ok, "rejected": report.n_rejected,
                        "dropped_media": report.n_dropped_media},
         "encode_errors": encode_errors,
-        "counts": {"items": len(item_ids), "users": len(user_ids),
-                   "train": int(train.nnz), "test": int(test.nnz)},
+        "models": selection.to_json(),
+        "served": selection.served_json(),
+        "cold_items": cold,
+        "counts": {"items": len(item_ids), "users": len(user_ids), "train": int(train.nnz),
+                   "validation": int(validation.nnz), "test": int(test.nnz)},
         "encoders": {m: {"name": e.name, "version": e.version, "dim": e.dim}
                      for m, e in encoders.items()},
         "config": {"ks": list(config.ks), "test_fraction": config.test_fraction,
-                   "seed": config.seed},
+                   "validation_fraction": config.validation_fraction,
+                   "models": list(config.models), "seed": config.seed},
         "timings_seconds": {k_: round(v, 2) for k_, v in timings.items()},
     }
 
     artifacts = write_artifacts(out / "artifacts", catalog, split, encoded, encoders,
-                                models["fused"], results)
+                                models["fused"], results,
+                                served=served.model if served.name != "content-cosine" else None)
     results["artifacts"] = str(artifacts)
-    if config.describe is not None and config.describe.enabled:
-        from fuserec.describe_stage import run_describe_stage
-
-        console.rule("[bold]describe and route")
-        t0 = time.perf_counter()
-        results["describe"] = run_describe_stage(
-            catalog, split, train, test, item_views, user_views, encoders["text"], encoders,
-            cache, artifacts, config.describe, config.ks, config.seed, models["fused"], console)
-        results["router"] = results["describe"]["router"]
-        results["timings_seconds"]["describe"] = round(time.perf_counter() - t0, 2)
+    if describe_results is not None:
+        results["describe"] = describe_results
+        results["router"] = describe_results["router"]
     write_json(out / "results.json", results)
     render_report(results, out)
+    _append_section(out / "report.md", selection.report_section(config.ks[0]))
     if "describe" in results:
         from fuserec.describe_stage import report_section
-        from fuserec.io import write_text
 
-        report_md = out / "report.md"
-        write_text(report_md, report_md.read_text() + report_section(results["describe"], k))
+        _append_section(out / "report.md", report_section(results["describe"], k))
     _print_summary(results, console, k)
     where = out.resolve()
     console.print(f"\nwrote [bold]{where / 'report.md'}[/], {where / 'results.json'}, "
@@ -169,6 +241,12 @@ def run_demo(out: Path, spec: DemoCatalogSpec | None = None, config: PipelineCon
     generate_demo_catalog(catalog_dir, spec, progress=config.progress if config else True)
     console.print(f"{spec.n_items} items, {spec.n_users} users in {catalog_dir}")
     return run_pipeline(catalog_dir, out, config, console)
+
+
+def _append_section(report: Path, section: str) -> None:
+    from fuserec.io import write_text
+
+    write_text(report, report.read_text() + section)
 
 
 def _ratio(a: float, b: float) -> float | None:

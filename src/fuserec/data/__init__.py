@@ -21,6 +21,7 @@ from fuserec.data.schema import (
     text_columns,
 )
 from fuserec.data.validate import (
+    CatalogError,
     Rejection,
     ValidationLimits,
     ValidationReport,
@@ -41,6 +42,7 @@ __all__ = [
     "USER_ID",
     "WEIGHT",
     "Catalog",
+    "CatalogError",
     "MediaError",
     "Rejection",
     "ValidationLimits",

@@ -11,6 +11,12 @@ Interactions
 
 In the loaded :class:`Catalog` the ``images`` and ``audio`` columns always hold lists of
 relative path strings, ``id`` columns hold strings, and ``weight`` is float.
+
+Precomputed embeddings (bring your own CLIP or audio vectors) come as ``features/<name>.npy``
+(``features/users/<name>.npy`` for users: one row per record of the table's file, in file
+order) or as a list column ``feature_<name>``; they are loaded into
+:attr:`Catalog.item_features` / :attr:`Catalog.user_features` (see
+:mod:`fuserec.data.features`) and never count as text.
 """
 
 from __future__ import annotations
@@ -20,10 +26,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from fuserec.data.views import View
+
 ID = "id"
 IMAGES = "images"
 AUDIO = "audio"
 ATTR_PREFIX = "attr_"
+#: a column ``feature_<name>`` holds a precomputed vector per record (a list of numbers)
+FEATURE_PREFIX = "feature_"
+#: the catalog folder holding precomputed vectors: ``features/<name>.npy``, ``features/users/``
+FEATURES_DIR = "features"
 USER_ID = "user_id"
 ITEM_ID = "item_id"
 WEIGHT = "weight"
@@ -38,7 +50,8 @@ AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".mp3"})
 def text_columns(frame: pd.DataFrame) -> list[str]:
     """Columns that hold free text: everything but ids, media and attributes."""
     reserved = {ID, IMAGES, AUDIO, USER_ID, ITEM_ID, WEIGHT, TIMESTAMP}
-    return [c for c in frame.columns if c not in reserved and not str(c).startswith(ATTR_PREFIX)]
+    return [c for c in frame.columns if c not in reserved
+            and not str(c).startswith((ATTR_PREFIX, FEATURE_PREFIX))]
 
 
 def attribute_columns(frame: pd.DataFrame) -> list[str]:
@@ -68,6 +81,9 @@ class Catalog:
              WEIGHT: pd.Series(dtype=float)}
         )
     )
+    #: precomputed vectors by view name, rows in ``items`` / ``users`` order
+    item_features: dict[str, View] = field(default_factory=dict)
+    user_features: dict[str, View] = field(default_factory=dict)
 
     @property
     def item_ids(self) -> list[str]:

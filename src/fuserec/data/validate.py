@@ -40,11 +40,25 @@ if TYPE_CHECKING:
 TABLES = ("items", "users", "interactions")
 REJECTED = "rejected"
 DROPPED_MEDIA = "dropped_media"
+#: a precomputed feature row (NaN/inf) was dropped: that view is not present for the record
+DROPPED_FEATURE = "dropped_feature"
 #: ``DataFrame.attrs`` key under which loaders store one source label per row ("line 7").
 SOURCE_ATTR = "source_records"
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _MAX_PRINT_ROWS = 50
+
+
+class CatalogError(ValueError):
+    """This catalog cannot be used at all (a table without its id column, an unreadable or
+    unsupported table file, no valid items); the one-line message names the file.
+
+    ``report`` holds the validation report when validation ran (e.g. every item rejected).
+    """
+
+    def __init__(self, message: str, report: ValidationReport | None = None) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 @dataclass
@@ -147,9 +161,11 @@ class ValidationReport:
 
         console = console or Console(stderr=True)
         parts = ", ".join(f"{t}: {n}" for t, n in self.ok.items())
+        n_features = sum(1 for r in self.issues if r.action == DROPPED_FEATURE)
         console.print(
             f"[bold]Validation[/bold]: {self.n_ok} records ok ({parts or 'none'}), "
             f"{self.n_rejected} rejected, {self.n_dropped_media} media paths dropped"
+            + (f", {n_features} feature rows not usable" if n_features else "")
         )
         if not self.issues:
             return
@@ -259,7 +275,8 @@ def normalize_table(frame: pd.DataFrame, table: str) -> pd.DataFrame:
         raise ValueError(f"unknown table {table!r}; expected one of {', '.join(TABLES)}")
     missing = [c for c in _required_columns(table) if c not in frame.columns]
     if missing:
-        raise ValueError(f"{table} table has no {', '.join(repr(c) for c in missing)} column")
+        raise CatalogError(f"{table} table has no {', '.join(repr(c) for c in missing)} "
+                           f"column")
     source = frame.attrs.get(SOURCE_ATTR)
     out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
     text_cols = set(text_columns(frame))

@@ -235,11 +235,14 @@ def encode_catalog(catalog: schema.Catalog, encoders: dict[str, Encoder],
     """Encode items and users with ``encoders`` (by modality name).
 
     Returns ``{"items": {modality: view}, "users": {...}}``; a modality is left out for a
-    table with no such column or no content in it.
+    table with no such column or no content in it. The catalog's precomputed vectors
+    (``catalog.item_features`` / ``user_features``) follow the encoded views under their own
+    names, sorted; they need no encoder and no cache.
     """
     cache = cache if cache is not None else EmbeddingCache(None)
     out: dict[str, dict[str, EncodedView]] = {}
-    for table_name, frame in (("items", catalog.items), ("users", catalog.users)):
+    for table_name, frame, features in (("items", catalog.items, catalog.item_features),
+                                        ("users", catalog.users, catalog.user_features)):
         views: dict[str, EncodedView] = {}
         for modality, encoder in encoders.items():
             if encoder is None or not _has_content(frame, modality):
@@ -247,5 +250,13 @@ def encode_catalog(catalog: schema.Catalog, encoders: dict[str, Encoder],
             views[modality] = encode_records(
                 frame, catalog.root, modality, encoder, cache, progress=progress,
                 desc=f"{table_name} {modality} ({encoder.name})")
+        ids = [str(i) for i in frame[schema.ID].tolist()] if schema.ID in frame else []
+        for name in sorted(features or {}):
+            if name in views:
+                raise ValueError(f"precomputed {table_name} view {name!r} clashes with an "
+                                 f"encoded modality of the same name")
+            view = features[name]
+            views[name] = EncodedView(ids, np.asarray(view.vectors, dtype=np.float32),
+                                      np.asarray(view.present, dtype=bool))
         out[table_name] = views
     return out

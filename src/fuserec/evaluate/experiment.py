@@ -121,7 +121,8 @@ def excluding(model: Recommender, seen: sp.csr_matrix):
 def fit_model(model: Recommender, dataset: Dataset) -> float:
     """Fit on the dataset's train split (validation for early stopping); returns seconds."""
     t0 = time.perf_counter()
-    fit_with(model, dataset.train, dataset.item_features, validation=dataset.validation)
+    fit_with(model, dataset.train, dataset.item_features, dataset.user_features or None,
+             validation=dataset.validation)
     return time.perf_counter() - t0
 
 
@@ -134,7 +135,9 @@ def run_model(dataset: Dataset, name: str, ks: Sequence[int] = (10, 20),
     With ``save_dir`` the fitted model is saved to ``save_dir/name`` (safetensors + JSON).
 
     ``candidates`` restricts ranking to those items (the cold-start protocol ranks only the
-    held-out items). Returns ``{"dataset", "model", "metrics", "train_seconds", ...}``.
+    held-out items). Returns ``{"dataset", "model", "metrics", "train_seconds", ...}``, with
+    ``"validation"`` (the same metrics on the validation split, train excluded) when the
+    dataset has one.
     """
     options = model_params(dataset.name, name, params)
     if "progress" in MODELS.get(name).options():
@@ -143,6 +146,11 @@ def run_model(dataset: Dataset, name: str, ks: Sequence[int] = (10, 20),
     if name in content_models() and not dataset.item_features:
         raise ValueError(f"{name} needs item features; {dataset.name} has none")
     seconds = fit_model(model, dataset)
+    validation_metrics: dict[str, float] = {}
+    if dataset.validation is not None and dataset.validation.nnz and candidates is None:
+        with excluding(model, dataset.train):
+            validation_metrics = evaluate_ranking(model, dataset.validation, ks)
+        validation_metrics.pop("users", None)
     seen = dataset.seen()
     if candidates is not None:
         keep = np.zeros(dataset.n_items, bool)
@@ -155,6 +163,8 @@ def run_model(dataset: Dataset, name: str, ks: Sequence[int] = (10, 20),
     result: dict[str, Any] = {"dataset": dataset.name, "model": name,
                               "metrics": {k: v for k, v in metrics.items() if k != "users"},
                               "users": metrics["users"], "train_seconds": round(seconds, 2)}
+    if validation_metrics:
+        result["validation"] = validation_metrics
     history = getattr(model, "history", None)
     if history:
         result["seconds_per_epoch"] = round(float(np.mean([h["seconds"] for h in history])), 3)

@@ -103,17 +103,40 @@ class Blend(Recommender):
         validation = validation.tocsr()
         users = np.flatnonzero(np.diff(validation.indptr) > 0)
         parts = [standardise(m.score(users)) for m in self.members]
-        best: tuple[float, tuple[float, ...]] | None = None
-        for w in simplex_grid(len(parts), self.grid_step):
+        grid = simplex_grid(len(parts), self.grid_step)
+
+        def metrics(w: tuple[float, ...], target: sp.csr_matrix) -> dict[str, float]:
             mixed = sum(wi * p for wi, p in zip(w, parts, strict=True))
-            recall = scored_metrics(lambda b, mixed=mixed: mixed[np.searchsorted(users, b)],
-                                    self.interactions, validation,
-                                    self.select_k)[f"recall@{self.select_k}"]
-            self.validation_recall[",".join(f"{x:.2f}" for x in w)] = round(recall, 5)
-            if best is None or recall > best[0] + 1e-9:
-                best = (recall, w)
-        assert best is not None
-        return list(best[1])
+            return scored_metrics(lambda b: mixed[np.searchsorted(users, b)],
+                                  self.interactions, target, self.select_k)
+
+        def best_on(target: sp.csr_matrix, record: bool = False) -> tuple[float, ...]:
+            best: tuple[float, tuple[float, ...]] | None = None
+            for w in grid:
+                recall = metrics(w, target)[f"recall@{self.select_k}"]
+                if record:
+                    self.validation_recall[",".join(f"{x:.2f}" for x in w)] = round(recall, 5)
+                if best is None or recall > best[0] + 1e-9:
+                    best = (recall, w)
+            assert best is not None
+            return best[1]
+
+        # weights chosen on validation make the blend look better there than it is; so the
+        # score it reports for model selection is cross-fitted: weights chosen on one half of
+        # the validation users, measured on the other half, and the other way round
+        halves = [_rows(validation, users[i::2]) for i in (0, 1)]
+        if all(h.nnz for h in halves):
+            sums: dict[str, float] = {}
+            for fit_half, eval_half in ((0, 1), (1, 0)):
+                n = len(users[eval_half::2])
+                for key, value in metrics(best_on(halves[fit_half]), halves[eval_half]).items():
+                    sums[key] = sums.get(key, 0.0) + value * n
+            self.cross_fitted = {key: round(v / len(users), 6) for key, v in sums.items()}
+        return list(best_on(validation, record=True))
+
+    #: validation Recall/NDCG at ``select_k`` with weights chosen on the other half of the
+    #: validation users (an honest score to compare the blend with single models)
+    cross_fitted: dict[str, float] | None = None
 
     def member_weights(self) -> dict[str, float]:
         """Each member's weight by name (``name#2`` and on for repeated models)."""
@@ -134,9 +157,16 @@ class Blend(Recommender):
         return self._mix([m.score_history(history) if w else None
                           for w, m in zip(self.weights, self.members, strict=True)])
 
-    def member_scores(self, history: sp.csr_matrix) -> dict[str, np.ndarray]:
-        """Each member's weighted, standardised share of :meth:`score_history`, by name."""
-        return {name: np.float32(w) * standardise(m.score_history(history))
+    def member_scores(self, user_ids: np.ndarray | None = None,
+                      history: sp.csr_matrix | None = None) -> dict[str, np.ndarray]:
+        """Each member's weighted, standardised share of the blend's scores, by name: of
+        :meth:`score` for ``user_ids``, else of :meth:`score_history` for ``history``. The
+        shares add up to the blend's score."""
+        def one(m: Recommender) -> np.ndarray:
+            return m.score(np.atleast_1d(user_ids)) if user_ids is not None \
+                else m.score_history(history)
+
+        return {name: np.float32(w) * standardise(one(m))
                 for (name, w), m in zip(self.member_weights().items(), self.members,
                                         strict=True)}
 
@@ -176,3 +206,12 @@ class Blend(Recommender):
                    if key.startswith(prefix)}
             model.members.append(MODELS.get(member["model"]).from_state(sub, member["config"]))
         return model
+
+
+def _rows(matrix: sp.csr_matrix, rows: np.ndarray) -> sp.csr_matrix:
+    """``matrix`` with every row outside ``rows`` emptied (same shape)."""
+    keep = np.zeros(matrix.shape[0], np.float32)
+    keep[rows] = 1.0
+    out = (sp.diags(keep) @ matrix).tocsr()
+    out.eliminate_zeros()
+    return out

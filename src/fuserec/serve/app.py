@@ -11,9 +11,10 @@ from __future__ import annotations
 import hmac
 import json
 import os
-import shutil
 import tempfile
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -32,6 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fuserec.data.schema import AUDIO, IMAGES
 from fuserec.index.filters import AttributeFilter, FilterError, parse_filters
+from fuserec.serve.journal import fsync_dir
 from fuserec.serve.schemas import (
     ErrorOut,
     FeedbackIn,
@@ -169,7 +171,8 @@ def create_app(artifacts_dir: str | Path | None = None, token: str | None = None
         """Liveness, sizes, the index in use and what queries the catalog supports."""
         ix = state.index
         return HealthOut(
-            status="ok", items=state.n_items, users=len(state.users), model=state.model.name,
+            status="ok", items=state.n_items, users=len(state.users),
+            model=(state.ranker or state.model).name, content_model=state.model.name,
             index={"kind": ix.name, "structure": getattr(ix, "built", None) or ix.name,
                    "exact": bool(ix.exact), "vectors": ix.ntotal, "dim": ix.dim},
             modalities=state.modalities,
@@ -226,7 +229,7 @@ def create_app(artifacts_dir: str | Path | None = None, token: str | None = None
 
     @app.get("/users/{user_id}/recommendations", response_model=RecommendationsOut,
              tags=["users"], dependencies=[Depends(require_read_token)])
-    async def recommendations(
+    def recommendations(  # a plain def: the scoring runs in the thread pool, not the loop
         user_id: str, k: int = k_query,
         diversity: float = Query(0.0, ge=0.0, le=1.0,
                                  description="MMR trade-off: 0 = pure relevance, 1 = most "
@@ -244,9 +247,11 @@ def create_app(artifacts_dir: str | Path | None = None, token: str | None = None
 
     @app.post("/users/{user_id}/feedback", response_model=FeedbackOut, tags=["users"],
               dependencies=[Depends(require_token)])
-    async def feedback(user_id: str, body: FeedbackIn) -> FeedbackOut:
+    def feedback(user_id: str, body: FeedbackIn) -> FeedbackOut:
         """Record an interaction. The next recommendations fold it in, no retraining; an
         unknown user id creates a new user."""
+        # a plain def: FastAPI runs it in its thread pool, so concurrent writers wait for the
+        # journal's fsync together (group commit) instead of blocking the event loop in turn
         new_user = not state.has_user(user_id)
         n = state.add_feedback(user_id, body.item_id, body.weight)
         return FeedbackOut(user_id=user_id, item_id=body.item_id, n_feedback=n,
@@ -290,24 +295,34 @@ def create_app(artifacts_dir: str | Path | None = None, token: str | None = None
                   [(f, AUDIO, "audio") for f in audio if f.filename]
         if len(uploads) > limits.max_files_per_item:
             raise ServeError(f"at most {limits.max_files_per_item} files per item", 422)
-        if item_id in state.item_pos:
-            raise ServeError(f"an item with id {item_id!r} already exists", 409)
-        folder_rel = f"{UPLOAD_FOLDER}/{_safe_name(item_id)}"
-        folder = state.catalog_root / folder_rel
-        media: dict[str, list[str]] = {IMAGES: [], AUDIO: []}
-        created = not folder.exists()
-        try:
-            for n, (up, column, expected) in enumerate(uploads):
-                path, modality = _save_upload(up, folder, f"{column}_{n}", limits)
-                if modality != expected:
-                    raise ServeError(f"{up.filename!r} was sent as {expected} but is "
-                                     f"{modality}", 422)
-                media[column].append(f"{folder_rel}/{path.name}")
-            state.add_item(item_id, parsed, media)
-        except BaseException:
-            if created and folder.exists():
-                shutil.rmtree(folder, ignore_errors=True)
-            raise
+        for up, _, expected in uploads:  # wrong file types are refused before anything is saved
+            modality = _upload_modality(up.filename or "")
+            if modality != expected:
+                raise ServeError(f"{up.filename!r} was sent as {expected} but is "
+                                 f"{modality}", 422)
+        # the id is checked and held (422 / 409) before a file is written: a refused request
+        # writes nothing, and a concurrent request for the same id is refused with 409
+        with state.reserve_item(item_id):
+            media: dict[str, list[str]] = {IMAGES: [], AUDIO: []}
+            written: list[Path] = []
+            folder: Path | None = None
+            try:
+                if uploads:  # a fresh folder of its own: no other item's file can be overwritten
+                    folder_rel, folder = _new_upload_folder(state.catalog_root)
+                    for n, (up, column, _) in enumerate(uploads):
+                        path, _ = _save_upload(up, folder, f"{column}_{n}", limits, written,
+                                               sync=True)
+                        media[column].append(f"{folder_rel}/{path.name}")
+                    fsync_dir(folder)  # the files survive a crash once the item is journaled
+                    fsync_dir(folder.parent)
+                state.add_item(item_id, parsed, media, reserved=True)
+            except BaseException:
+                for path in written:  # only what this request wrote
+                    path.unlink(missing_ok=True)
+                if folder is not None:
+                    with suppress(OSError):
+                        folder.rmdir()
+                raise
         return item_out(state.position(item_id))
 
     @app.get("/media/{path:path}", tags=["media"])
@@ -419,22 +434,45 @@ def _field_name(state: ServingState, key: str) -> str:
     return f"attr_{key}" if f"attr_{key}" in state.attribute_columns else key
 
 
-def _safe_name(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in text)[:128] or "item"
-
-
-def _save_upload(upload: UploadFile, folder: Path, stem: str,
-                 limits: ServeLimits) -> tuple[Path, str]:
-    """Stream an upload to ``folder/stem<ext>`` within the size limit and check it."""
-    name = upload.filename or ""
+def _upload_modality(name: str) -> str:
+    """``"image"`` or ``"audio"`` from an uploaded file's name; ServeError 415 otherwise."""
     modality = modality_of_file(name)
     if modality is None:
         raise ServeError(f"{name!r} is not a supported file type; send an image (.jpg .jpeg "
                          f".png .webp .gif .bmp) or audio (.wav .flac .ogg .mp3)", 415)
+    return modality
+
+
+def _new_upload_folder(root: Path) -> tuple[str, Path]:
+    """Create ``uploads/<random hex>`` under ``root`` (a new folder, never an existing one);
+    returns its path relative to ``root`` (as stored with the item) and its full path."""
+    parent = root / UPLOAD_FOLDER
+    if not parent.is_dir():
+        parent.mkdir(parents=True, exist_ok=True)
+        fsync_dir(root)
+    while True:
+        name = uuid.uuid4().hex
+        try:
+            (parent / name).mkdir()
+        except FileExistsError:  # practically never: 122 random bits
+            continue
+        return f"{UPLOAD_FOLDER}/{name}", parent / name
+
+
+def _save_upload(upload: UploadFile, folder: Path, stem: str, limits: ServeLimits,
+                 written: list[Path] | None = None, sync: bool = False) -> tuple[Path, str]:
+    """Stream an upload to the new file ``folder/stem<ext>`` within the size limit and check it.
+
+    The file is created exclusively (an existing file is never replaced: FileExistsError) and
+    removed again if the upload is refused; once kept it is appended to ``written``. ``sync``
+    fsyncs its data before the check.
+    """
+    name = upload.filename or ""
+    modality = _upload_modality(name)
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"{stem}{Path(name).suffix.lower()}"
-    fd, tmp_name = tempfile.mkstemp(prefix=".upload.", suffix=final.suffix, dir=folder)
-    tmp = Path(tmp_name)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    fd = os.open(final, flags, 0o644)
     try:
         size = 0
         with os.fdopen(fd, "wb") as out:
@@ -444,13 +482,17 @@ def _save_upload(upload: UploadFile, folder: Path, stem: str,
                     raise ServeError(f"{name!r} is larger than the upload limit of "
                                      f"{_size(limits.max_upload_bytes)}", 413)
                 out.write(chunk)
+            if sync:
+                out.flush()
+                os.fsync(out.fileno())
         if size == 0:
             raise ServeError(f"{name!r} is empty", 422)
-        check_upload(tmp, modality, limits)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        check_upload(final, modality, limits)
+    except BaseException:
+        final.unlink(missing_ok=True)  # the file this call created, nothing else
+        raise
+    if written is not None:
+        written.append(final)
     return final, modality
 
 

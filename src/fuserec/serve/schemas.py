@@ -38,11 +38,16 @@ class Explanation(BaseModel):
     """Why an item was recommended."""
 
     modalities: dict[str, float] = Field(
-        description="Each modality's additive contribution to the score (they sum to it, up to "
-                    "a tiny popularity tie-break).")
+        description="Each modality's additive contribution to the content similarity of the "
+                    "user and the item (they sum to it, up to a tiny popularity tie-break).")
     because_you_liked: list[LikedItem] = Field(
         description="The user's items nearest to the recommended one.")
     text: str = Field(description="The recommended item's text.")
+    model: str | None = Field(None, description="The model that ranked the item, when it is "
+                              "not the content similarity itself (chosen on validation).")
+    members: dict[str, float] | None = Field(
+        None, description="For a blend: each member's weighted, per-user standardised score "
+                          "of the item (their sum is the blend's score).")
 
 
 class ScoredItem(BaseModel):
@@ -116,7 +121,10 @@ class HealthOut(BaseModel):
     status: str
     items: int
     users: int
-    model: str
+    model: str = Field(description="The model that ranks recommendations (chosen on "
+                       "validation by `fuserec run`).")
+    content_model: str = Field("content-cosine", description="The content model behind the "
+                               "index, search, similar items and explanations.")
     index: dict[str, Any]
     modalities: list[str]
     attributes: list[str]

@@ -21,7 +21,9 @@ from __future__ import annotations
 import math
 import re
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,10 +54,13 @@ from fuserec.fuse.normalize import l2_normalize
 from fuserec.index import DEFAULT_INDEX, VectorIndex, build_index
 from fuserec.index.filters import AttributeFilter, filter_mask
 from fuserec.models.rerank import mmr  # the one MMR implementation (also used by evaluate)
+from fuserec.ranking import top_k
 from fuserec.serve.journal import Journal, JournalError
 
 MODALITY_OF_MEDIA = {IMAGES: "image", AUDIO: "audio"}
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+#: feedback of one user is journaled and applied under one of these locks (by a hash of the id)
+_USER_LOCK_STRIPES = 64
 
 
 class ServeError(Exception):
@@ -117,6 +122,12 @@ def modality_of_file(filename: str) -> str | None:
     return None
 
 
+def check_item_id(item_id: str) -> None:
+    """ServeError 422 unless ``item_id`` is a valid item id (1-128 safe characters)."""
+    if not _ID_PATTERN.fullmatch(item_id or ""):
+        raise ServeError("item ids are 1-128 characters: letters, digits and . _ : @ -", 422)
+
+
 def check_upload(path: Path, modality: str, limits: ServeLimits) -> None:
     """Run the catalog's image or audio checks on an uploaded file; raise ServeError (422)."""
     checker = check_image if modality == "image" else check_audio
@@ -143,9 +154,18 @@ class ServingState:
                                 f"(content-cosine); the artifacts hold {held}")
         self.artifacts = artifacts
         self.model = model
+        #: the model chosen on validation, when it is not the content model: it ranks for
+        #: users, and the content model keeps the index, search and explanations
+        self.ranker = artifacts.served
+        self._user_scores: dict[str, np.ndarray] = {}
         self.limits = limits or ServeLimits()
         self.catalog_root = artifacts.catalog_root
         self._lock = threading.RLock()
+        # feedback of one user goes through one stripe (journal order == memory order for that
+        # user) while other users' writes share the journal's group commit instead of queueing
+        # behind the global lock for every fsync
+        self._user_locks = [threading.Lock() for _ in range(_USER_LOCK_STRIPES)]
+        self._pending_items: set[str] = set()  # ids reserved by adds in progress
         self._encoders: dict[str, Any] = dict(encoders or {})
         self._encoder_lock = threading.Lock()
 
@@ -250,17 +270,7 @@ class ServingState:
         return vec
 
     def _fold_in(self, user_id: str, row: int | None) -> np.ndarray:
-        n = self.n_items
-        history: dict[int, float] = {}
-        trained = getattr(self.model, "interactions", None)
-        if row is not None and trained is not None and row < trained.shape[0]:
-            r = trained[row]
-            history.update(zip(r.indices.tolist(), r.data.tolist(), strict=True))
-        for pos, w in self.feedback.get(user_id, {}).items():
-            history[pos] = history.get(pos, 0.0) + w
-        cols = np.fromiter(history, dtype=np.int64, count=len(history))
-        data = np.fromiter(history.values(), dtype=np.float32, count=len(history))
-        matrix = sp.csr_matrix((data, (np.zeros(len(cols), np.int64), cols)), shape=(1, n))
+        matrix = self._history_row(user_id, row, self.n_items, self.model)
         user_views = None
         if row is not None:
             table = self.artifacts.embeddings.get("users", {})
@@ -297,7 +307,9 @@ class ServingState:
         vec = self.user_vector(user_id)
         allow = self.allow_mask(filters)
         exclude = self.seen_positions(user_id) if exclude_seen else None
-        if not np.any(vec):  # no signal at all: most popular items
+        if self.ranker is not None and (user_id in self.user_row or user_id in self.feedback):
+            pos, scores = self._rank_with_model(user_id, vec, k, diversity, exclude, allow)
+        elif not np.any(vec):  # no signal at all: most popular items
             pos, scores = self._popular(k, exclude, allow)
         elif diversity > 0:
             pool = min(self.n_items, max(k * self.limits.mmr_pool_factor, self.limits.mmr_pool_min))
@@ -315,6 +327,76 @@ class ServingState:
                 rec["explanation"] = self.explain(user_id, vec, p)
             out.append(rec)
         return out
+
+    def user_scores(self, user_id: str, user_vec: np.ndarray | None = None) -> np.ndarray:
+        """The served model's score of every item for ``user_id`` (cached until feedback).
+
+        A catalog user without feedback gets the trained scores; feedback (or a new user)
+        is folded in by :meth:`Recommender.score_history` from the training history plus the
+        feedback. Items added while serving are unknown to the model: they are scored from
+        content, the content model's scores placed on the model's scale per user (same
+        mean and spread), so a good content match competes with the model's picks.
+        """
+        cached = self._user_scores.get(user_id)
+        if cached is not None and len(cached) == self.n_items:
+            return cached
+        ranker = self.ranker
+        assert ranker is not None
+        n_model = int(ranker.interactions.shape[1]) if ranker.interactions is not None \
+            else len(ranker.item_vectors())
+        row = self.user_row.get(user_id)
+        if row is not None and user_id not in self.feedback:
+            scores = np.asarray(ranker.score(np.array([row]))[0], np.float32)
+        else:
+            history = self._history_row(user_id, row, n_model)
+            scores = np.asarray(ranker.score_history(history)[0], np.float32)
+        if self.n_items > n_model:
+            vec = self.user_vector(user_id) if user_vec is None else user_vec
+            content = self.model.score_vectors(vec[None, :])[0][n_model:self.n_items]
+            mu, sd = float(scores.mean()), float(scores.std()) or 1.0
+            c_mu, c_sd = float(content.mean()), float(content.std()) or 1.0
+            if self.n_items - n_model > 1:
+                content = mu + sd * (content - c_mu) / c_sd
+            else:  # one new item: its cosine, on the model's scale from the catalog's cosines
+                full = self.model.score_vectors(vec[None, :])[0][:n_model]
+                content = mu + sd * (content - full.mean()) / (full.std() or 1.0)
+            scores = np.concatenate([scores, content.astype(np.float32)])
+        self._user_scores[user_id] = scores
+        return scores
+
+    def _history_row(self, user_id: str, row: int | None, n_items: int,
+                     model: Any = None) -> sp.csr_matrix:
+        """The training history ``model`` (default: the served model) holds for the user, plus
+        their feedback, over the first ``n_items`` items, as one row."""
+        history: dict[int, float] = {}
+        trained = getattr(self.ranker if model is None else model, "interactions", None)
+        if row is not None and trained is not None and row < trained.shape[0]:
+            r = trained[row]
+            history.update(zip(r.indices.tolist(), r.data.tolist(), strict=True))
+        for pos, w in self.feedback.get(user_id, {}).items():
+            if pos < n_items:
+                history[pos] = history.get(pos, 0.0) + w
+        cols = np.fromiter(history, dtype=np.int64, count=len(history))
+        data = np.fromiter(history.values(), dtype=np.float32, count=len(history))
+        return sp.csr_matrix((data, (np.zeros(len(cols), np.int64), cols)), shape=(1, n_items))
+
+    def _rank_with_model(self, user_id: str, vec: np.ndarray, k: int, diversity: float,
+                         exclude: np.ndarray | None, allow: np.ndarray | None
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k of the served model's scores, exclusions and filters applied; MMR over
+        the content vectors when ``diversity`` > 0."""
+        scores = self.user_scores(user_id, vec).copy()
+        if exclude is not None and len(exclude):
+            scores[exclude] = -np.inf
+        if allow is not None:
+            scores[~allow[: len(scores)]] = -np.inf
+        if diversity > 0:
+            pool = min(self.n_items, max(k * self.limits.mmr_pool_factor, self.limits.mmr_pool_min))
+            cand, rel = top_k(scores[None, :], pool)
+            keep = cand[0] >= 0
+            return mmr(cand[0][keep], rel[0][keep], self.vectors, k, diversity)
+        pos, val = top_k(scores[None, :], k)
+        return pos[0], val[0]
 
     def _popular(self, k: int, exclude: np.ndarray | None, allow: np.ndarray | None
                  ) -> tuple[np.ndarray, np.ndarray]:
@@ -334,6 +416,19 @@ class ServingState:
         """Why ``pos`` was recommended: each modality's share of the score, the user's liked
         items nearest to it, and its text."""
         contributions = self.model.explain(user_vec, pos)
+        extra: dict[str, Any] = {}
+        if self.ranker is not None:
+            extra["model"] = self.ranker.name
+            members = getattr(self.ranker, "member_scores", None)
+            n_model = self.ranker.interactions.shape[1] if self.ranker.interactions is not None \
+                else self.n_items
+            if members is not None and pos < n_model:
+                row = self.user_row.get(user_id)
+                shares = members(user_ids=np.array([row])) if row is not None \
+                    and user_id not in self.feedback else \
+                    members(history=self._history_row(user_id, row, n_model))
+                extra["members"] = {name: round(float(s[0, pos]), 5)
+                                    for name, s in shares.items()}
         liked = self.seen_positions(user_id)
         nearest: list[dict[str, Any]] = []
         if len(liked):
@@ -344,7 +439,7 @@ class ServingState:
                 nearest.append({"id": self.item_ids[lp], "title": self.title(lp),
                                 "similarity": round(float(sims[j]), 4)})
         return {"modalities": {m: round(v, 5) for m, v in contributions.items()},
-                "because_you_liked": nearest, "text": self.item_texts[pos]}
+                "because_you_liked": nearest, "text": self.item_texts[pos], **extra}
 
     def similar(self, item_id: str, k: int = 10,
                 filters: Sequence[AttributeFilter] = ()) -> list[dict[str, Any]]:
@@ -422,15 +517,17 @@ class ServingState:
         Works for users unknown to the catalog: they are created from their feedback alone.
         Returns the number of feedback interactions the user now has.
         """
-        if not _ID_PATTERN.match(user_id or ""):
+        if not _ID_PATTERN.fullmatch(user_id or ""):
             raise ServeError("user ids are 1-128 characters: letters, digits and . _ : @ -", 422)
         if not (0 < weight <= self.limits.max_feedback_weight):
             raise ServeError(f"weight must lie in (0, {self.limits.max_feedback_weight:g}]", 422)
         pos = self.position(item_id)
-        with self._lock:
+        stripe = self._user_locks[zlib.crc32(user_id.encode()) % _USER_LOCK_STRIPES]
+        with stripe:  # this user's writes in order; others' are journaled meanwhile (group commit)
             self._record({"event": "feedback", "user": user_id, "item": item_id,
                           "weight": float(weight)})
-            return self._apply_feedback(user_id, pos, float(weight))
+            with self._lock:  # memory changes only once the journal holds the write
+                return self._apply_feedback(user_id, pos, float(weight))
 
     def _apply_feedback(self, user_id: str, pos: int, weight: float) -> int:
         fb = dict(self.feedback.get(user_id, {}))
@@ -438,6 +535,7 @@ class ServingState:
         self.feedback[user_id] = fb
         self._seen_arrays.pop(user_id, None)
         self._user_vectors.pop(user_id, None)
+        self._user_scores.pop(user_id, None)
         return len(fb)
 
     def _record(self, event: Mapping[str, Any]) -> None:
@@ -497,18 +595,42 @@ class ServingState:
         flush()
         return counts
 
+    @contextmanager
+    def reserve_item(self, item_id: str) -> Iterator[None]:
+        """Hold ``item_id`` for one add, before anything (e.g. an upload) is written for it.
+
+        ServeError 422 for an invalid id, 409 when an item with that id exists or another add
+        holds it. The reservation ends with the block (by then the item exists if it was added).
+        """
+        check_item_id(item_id)
+        with self._lock:
+            if item_id in self.item_pos:
+                raise ServeError(f"an item with id {item_id!r} already exists", 409)
+            if item_id in self._pending_items:
+                raise ServeError(f"an item with id {item_id!r} is being added by another "
+                                 f"request", 409)
+            self._pending_items.add(item_id)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._pending_items.discard(item_id)
+
     def add_item(self, item_id: str, fields: Mapping[str, Any],
-                 media: Mapping[str, Sequence[str]]) -> int:
+                 media: Mapping[str, Sequence[str]], *, reserved: bool = False) -> int:
         """Encode, fuse and index a new item whose media files already lie under the catalog
         root (``media``: column -> relative paths, already checked). Returns its position.
+
+        ``reserved``: the caller holds :meth:`reserve_item` for ``item_id`` (e.g. while it
+        stored the uploads); otherwise the id is reserved here for the duration of the add.
 
         The describe stage (media -> text) does not exist yet; once it does, new items should
         also get their generated description here before encoding.
         """
-        if not _ID_PATTERN.match(item_id or ""):
-            raise ServeError("item ids are 1-128 characters: letters, digits and . _ : @ -", 422)
-        if item_id in self.item_pos:
-            raise ServeError(f"an item with id {item_id!r} already exists", 409)
+        if not reserved:
+            with self.reserve_item(item_id):
+                return self.add_item(item_id, fields, media, reserved=True)
+        check_item_id(item_id)
         row = self._new_row(item_id, fields, media)
         vector = self._encode_item(pd.DataFrame([row]))
         media = _media_columns(media)
@@ -539,6 +661,7 @@ class ServingState:
                          **{i: first + n for n, i in enumerate(item_ids)}}
         self._user_vectors = {u: v for u, v in self._user_vectors.items()
                               if u not in self.feedback}
+        self._user_scores = {}  # every user's scores gain the new items
         return first
 
     def _new_row(self, item_id: str, fields: Mapping[str, Any],
@@ -581,6 +704,8 @@ class ServingState:
         fuser = self.model.fuser
         blocks = {}
         for m in fuser.modalities:
+            if m not in self.modalities:  # a precomputed view (no encoder): a zero block
+                continue
             view = encode_records(frame, self.catalog_root, m, self.encoder(m), None,
                                   progress=False, text_columns=self.text_columns)
             if view.errors:

@@ -28,6 +28,8 @@ class Dataset:
     item_features: dict[str, View] = field(default_factory=dict)
     user_ids: np.ndarray | None = None
     item_ids: np.ndarray | None = None
+    #: users' own content views (a bio, an avatar), row-aligned with the users
+    user_features: dict[str, View] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         shape = self.train.shape

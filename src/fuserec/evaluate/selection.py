@@ -1,0 +1,278 @@
+"""Model selection: train every candidate on train, choose on validation, report on test.
+
+One path for a catalog run (``fuserec run``) and a benchmark (``fuserec evaluate``): each
+candidate goes through :func:`fuserec.evaluate.experiment.run_model`, which trains on
+``dataset.train`` (validation for early stopping where the model takes it) and scores both
+the validation split (train excluded) and the test split (train + validation excluded).
+Hyperparameters come from a small grid searched on validation (:data:`SEARCH`), never from
+the test split; the chosen model is the best on validation by one metric.
+
+A candidate that cannot run on the dataset is skipped with its reason, never silently.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fuserec.data.adapters.base import Dataset
+from fuserec.evaluate.experiment import run_model
+from fuserec.models.base import MODELS, Recommender, content_models
+
+#: what ``--model auto`` trains, in report order: the seed's formula, the collaborative
+#: baselines, the learned content-aware models, and the blend of the strongest families
+AUTO_CANDIDATES: tuple[str, ...] = (
+    "content-cosine", "popularity", "item-knn", "ease", "mmease", "bpr-mf", "lightgcn",
+    "vbpr", "fusion", "fusegraph", "blend")
+
+#: small grids searched on validation for models whose best setting depends on the data
+#: (regularisation grows with the catalog; neighbourhood size with its density)
+SEARCH: dict[str, dict[str, Sequence[Any]]] = {
+    "ease": {"l2": (10.0, 100.0, 500.0, 2000.0)},
+    "mmease": {"l2": (10.0, 100.0, 500.0, 2000.0)},
+    "item-knn": {"neighbors": (20, 100, 400)},
+}
+#: how many of the strongest candidates ``fuserec run``'s blend combines
+BLEND_SIZE = 3
+#: models that learn from interactions need at least this many training interactions
+MIN_TRAIN_INTERACTIONS = 20
+
+
+@dataclass
+class Candidate:
+    """One candidate's outcome: its validation and test metrics, or why it was skipped."""
+
+    name: str
+    validation: dict[str, float] = field(default_factory=dict)
+    test: dict[str, float] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    train_seconds: float = 0.0
+    skipped: str | None = None
+    #: the blend's member weights, chosen on validation
+    weights: dict[str, float] | None = None
+    #: every grid point tried: ``{"l2=100.0": validation metric}``
+    searched: dict[str, float] = field(default_factory=dict)
+    model: Recommender | None = field(default=None, repr=False)
+    #: everything :func:`run_model` returned for the chosen setting (epochs, checkpoint, ...)
+    result: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"validation": self.validation, "test": self.test,
+                               "params": self.params, "train_seconds": self.train_seconds}
+        if self.skipped:
+            out = {"skipped": self.skipped}
+        if self.weights:
+            out["weights"] = self.weights
+        if self.searched:
+            out["searched"] = self.searched
+        if "validation_in_sample" in self.result:
+            out["validation_in_sample"] = self.result["validation_in_sample"]
+        return out
+
+
+@dataclass
+class Selection:
+    """Every candidate, and the one chosen on validation by ``metric``."""
+
+    candidates: list[Candidate]
+    metric: str
+
+    @property
+    def ran(self) -> list[Candidate]:
+        return [c for c in self.candidates if c.skipped is None]
+
+    @property
+    def chosen(self) -> Candidate:
+        ran = self.ran
+        if not ran:
+            raise ValueError("no candidate model could run on this dataset")
+        if not any(c.validation for c in ran):
+            raise ValueError("no validation interactions to select a model on")
+        return max(ran, key=lambda c: c.validation.get(self.metric, float("-inf")))
+
+    def get(self, name: str) -> Candidate | None:
+        return next((c for c in self.candidates if c.name == name), None)
+
+    def served_json(self) -> dict[str, Any]:
+        """What ``results.json`` records under ``served``: name, params, members, weights."""
+        best = self.chosen
+        out: dict[str, Any] = {"name": best.name, "params": best.params,
+                               "selected_by": f"validation {self.metric}",
+                               "validation": best.validation, "test": best.test}
+        if best.weights:
+            out["members"] = list(best.weights)
+            out["weights"] = best.weights
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {c.name: c.to_json() for c in self.candidates}
+
+    def table(self, k: int):
+        """A Rich table: every candidate's validation and test scores, the chosen one bold."""
+        from rich.table import Table
+
+        table = Table(title=f"Models: chosen on validation {self.metric}, reported on test")
+        for col in ("model", f"val NDCG@{k}", f"test Recall@{k}", f"test NDCG@{k}", "train s"):
+            table.add_column(col, justify="left" if col == "model" else "right")
+        chosen = self.chosen.name if self.ran else None
+        for c in self.candidates:
+            if c.skipped:
+                table.add_row(c.name, "-", "-", "-", "-", style="dim")
+                continue
+            table.add_row(c.name + (" (served)" if c.name == chosen else ""),
+                          f"{c.validation.get(f'ndcg@{k}', float('nan')):.4f}",
+                          f"{c.test[f'recall@{k}']:.4f}",
+                          f"{c.test[f'ndcg@{k}']:.4f}", f"{c.train_seconds:.1f}",
+                          style="bold green" if c.name == chosen else None)
+        return table
+
+    def report_section(self, k: int) -> str:
+        """The Markdown section of ``report.md``."""
+        lines = ["", "## Models", "",
+                 f"Every candidate trained on the train split, chosen on validation "
+                 f"{self.metric}, scored on test (train and validation items excluded).", "",
+                 f"| model | validation NDCG@{k} | test Recall@{k} | test NDCG@{k} | train s |",
+                 "|---|---:|---:|---:|---:|"]
+        chosen = self.chosen.name if self.ran else None
+        for c in self.candidates:
+            if c.skipped:
+                lines.append(f"| {c.name} | skipped: {c.skipped} | | | |")
+                continue
+            name = f"**{c.name}** (served)" if c.name == chosen else c.name
+            lines.append(f"| {name} | {c.validation.get(f'ndcg@{k}', float('nan')):.4f} | "
+                         f"{c.test[f'recall@{k}']:.4f} | {c.test[f'ndcg@{k}']:.4f} | "
+                         f"{c.train_seconds:.1f} |")
+        if chosen and self.chosen.weights:
+            weights = ", ".join(f"{m} {w:.2f}" for m, w in self.chosen.weights.items())
+            lines += ["", f"The blend's weights, chosen on validation: {weights}."]
+        return "\n".join(lines) + "\n"
+
+
+def skip_reason(name: str, dataset: Dataset) -> str | None:
+    """Why ``name`` cannot run on ``dataset`` (None when it can)."""
+    if name not in MODELS:
+        return f"unknown model; known: {', '.join(MODELS.names())}"
+    if name in content_models() and not dataset.item_features:
+        return "needs item content (text, image or audio views); this dataset has none"
+    if name not in ("popularity", "content-cosine") and \
+            dataset.train.nnz < MIN_TRAIN_INTERACTIONS:
+        return (f"only {dataset.train.nnz} training interactions "
+                f"(learning needs at least {MIN_TRAIN_INTERACTIONS})")
+    return None
+
+
+def _grid(name: str) -> list[dict[str, Any]]:
+    grid = SEARCH.get(name)
+    if not grid:
+        return [{}]
+    keys = list(grid)
+    return [dict(zip(keys, values, strict=True)) for values in
+            itertools.product(*(grid[k] for k in keys))]
+
+
+def select_models(dataset: Dataset, names: Sequence[str] = AUTO_CANDIDATES,
+                  ks: Sequence[int] = (10, 20), metric: str | None = None,
+                  params: Mapping[str, Mapping[str, Any]] | None = None, seed: int = 0,
+                  progress: bool = False, log: Callable[[str], None] = print,
+                  search: bool = True, save_dir: str | Path | None = None) -> Selection:
+    """Train each candidate (a small grid on validation where :data:`SEARCH` has one), score
+    validation and test, and return the :class:`Selection` (best on validation ``metric``,
+    default NDCG at the first cut-off).
+
+    ``search=False`` trains each model once with its recorded settings (``fuserec evaluate``
+    on a benchmark whose validation search is recorded in ``TUNED``); the blend then keeps
+    its recorded members instead of the candidates chosen here. ``save_dir`` saves each
+    chosen model under ``save_dir/<name>``."""
+    metric = metric or f"ndcg@{ks[0]}"
+    candidates: list[Candidate] = []
+    for name in names:
+        reason = skip_reason(name, dataset)
+        if reason:
+            log(f"{name}: skipped ({reason})")
+            candidates.append(Candidate(name, skipped=reason))
+            continue
+        best: dict[str, Any] | None = None
+        searched: dict[str, float] = {}
+        if search and name == "blend" and "blend" not in (params or {}):
+            # the strongest candidates on validation so far, with the settings chosen for
+            # them there (a fixed member list would carry weak members on some catalogs)
+            ranked = sorted((c for c in candidates if not c.skipped and c.validation
+                             and c.name not in ("popularity", "blend")),
+                            key=lambda c: -c.validation[metric])
+            members = [{"model": c.name, "params": c.params} for c in ranked[:BLEND_SIZE]]
+            if len(members) < 2:
+                reason = "fewer than two of its members could run"
+                log(f"{name}: skipped ({reason})")
+                candidates.append(Candidate(name, skipped=reason))
+                continue
+            params = {**(params or {}), "blend": {"members": members,
+                                                   "select_k": int(metric.split("@")[1])}}
+        for point in _grid(name) if search else [{}]:
+            overrides = {**point, **dict((params or {}).get(name, {}))}
+            if "seed" in MODELS.get(name).options():
+                overrides.setdefault("seed", seed)
+            try:
+                result = run_model(dataset, name, ks, overrides, progress=progress)
+                if dataset.validation is None or "validation" not in result:
+                    result["validation"] = {}
+            except (ValueError, RuntimeError, MemoryError) as exc:
+                reason = f"failed: {type(exc).__name__}: {exc}"
+                log(f"{name}: {reason}")
+                best = None
+                break
+            if point:
+                label = ",".join(f"{k}={v}" for k, v in point.items())
+                searched[label] = round(result["validation"][metric], 5)
+            if best is None or result["validation"].get(metric, 0.0) > \
+                    best["validation"].get(metric, 0.0):
+                best = result
+        if best is None:
+            candidates.append(Candidate(name, skipped=reason or "failed"))
+            continue
+        model = best.pop("_model")
+        honest = getattr(model, "cross_fitted", None)
+        if honest and metric in honest:
+            # a blend's weights were chosen on validation: compare it by its cross-fitted
+            # score, and keep the in-sample one on record
+            best["validation_in_sample"] = dict(best["validation"])
+            best["validation"] = {**best["validation"], **honest}
+        if save_dir is not None:
+            best["checkpoint"] = str(model.save(Path(save_dir) / name))
+        cand = Candidate(name, validation=best["validation"], test=best["metrics"],
+                         params={k: v for k, v in best["params"].items() if k != "progress"},
+                         train_seconds=best["train_seconds"], weights=best.get("weights"),
+                         searched=searched, model=model, result=best)
+        log(f"{name}: validation {metric} {cand.validation[metric]:.4f}, test "
+            f"{cand.test[metric]:.4f} ({cand.train_seconds:.1f} s)")
+        candidates.append(cand)
+    return Selection(candidates, metric)
+
+
+def cold_items(dataset: Dataset, served: Candidate, ks: Sequence[int] = (10, 20),
+               fraction: float = 0.1, seed: int = 0) -> dict[str, Any]:
+    """The cold-start protocol for the served model: hold out ``fraction`` of the items
+    entirely, retrain it (same settings) and the baselines without them, and rank only the
+    held-out items for the users who interacted with them. Returns each model's metrics and
+    the served model's ratio to popularity (which cannot tell cold items apart)."""
+    from fuserec.data.adapters.base import cold_start_split
+
+    cold_data, cold = cold_start_split(dataset, fraction, seed)
+    out: dict[str, Any] = {"items": int(len(cold)), "fraction": fraction,
+                           "test_interactions": int(cold_data.test.nnz)}
+    if cold_data.test.nnz == 0:
+        return {**out, "skipped": "the held-out items have no interactions"}
+    names = [served.name] + [n for n in ("popularity", "content-cosine")
+                             if n != served.name and skip_reason(n, cold_data) is None]
+    for name in names:
+        params = served.params if name == served.name else {}
+        result = run_model(cold_data, name, ks, params, candidates=cold)
+        out[name] = result["metrics"]
+    k = ks[0]
+    pop = out["popularity"][f"recall@{k}"]
+    out["served"] = served.name
+    out[f"recall@{k}_vs_popularity"] = round(out[served.name][f"recall@{k}"] / pop, 3) \
+        if pop > 0 else None
+    return out
