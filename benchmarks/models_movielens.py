@@ -28,7 +28,7 @@ from rich.table import Table
 from fuserec.data.adapters import Dataset, cold_start_split, load_dataset
 from fuserec.data.adapters.movielens import DEFAULT_VIEWS
 from fuserec.encode import get_encoder
-from fuserec.evaluate.experiment import excluding, run_model
+from fuserec.evaluate.experiment import run_model
 from fuserec.evaluate.ranking import evaluate_ranking
 from fuserec.io import write_json
 from fuserec.models.torch_base import EmbeddingRecommender, ranking_metrics
@@ -82,14 +82,7 @@ def run_als(data: Dataset, params: dict[str, Any], ks=(10, 20),
     t0 = time.perf_counter()
     model = ALSReference(**params).fit(data.train)
     seconds = time.perf_counter() - t0
-    seen = data.seen()
-    if candidates is not None:
-        mask = np.ones(data.n_items, bool)
-        mask[candidates] = False
-        seen = (seen + sp.csr_matrix(np.ones((data.n_users, 1), np.float32))
-                @ sp.csr_matrix(mask[None, :].astype(np.float32))).tocsr()
-    with excluding(model, seen):
-        metrics = evaluate_ranking(model, data.test, ks)
+    metrics = evaluate_ranking(model, data.test, ks, exclude=data.seen(), candidates=candidates)
     metrics.pop("users")
     return {"dataset": data.name, "model": "implicit-als", "metrics": metrics,
             "train_seconds": round(seconds, 2), "params": params}

@@ -82,8 +82,8 @@ def test_pipeline_with_describe_and_router(tmp_path):
 
     from fuserec.cli import app
     from fuserec.data.synthetic import DemoCatalogSpec
-    from fuserec.describe_stage import DescribeConfig
     from fuserec.pipeline import PipelineConfig, run_demo
+    from fuserec.pipeline.describe import DescribeConfig
 
     spec = DemoCatalogSpec(n_items=40, n_users=20, seed=5, inject_errors=False)
     results = run_demo(tmp_path, spec, PipelineConfig(progress=False,
@@ -123,8 +123,8 @@ def test_router_sends_spoken_episodes_to_text_fusion_and_it_wins_there(tmp_path)
     import pandas as pd
 
     from fuserec.data.synthetic import DemoCatalogSpec, load_truth
-    from fuserec.describe_stage import DescribeConfig
     from fuserec.pipeline import PipelineConfig, run_demo
+    from fuserec.pipeline.describe import DescribeConfig
 
     spec = DemoCatalogSpec(n_items=200, n_users=150, seed=7, inject_errors=False)
     results = run_demo(tmp_path, spec, PipelineConfig(progress=False,

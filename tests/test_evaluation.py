@@ -461,7 +461,6 @@ def test_study_without_content_views_still_reports(tmp_path):
 def test_excluding_hides_items_without_changing_the_history_models_read():
     """At test time train + validation items are excluded, but a history-reading model (EASE)
     must still score from its training history, like the models that learned user vectors."""
-    from fuserec.evaluate.experiment import excluding
     from fuserec.models import EASE
 
     train = sp.csr_matrix(np.array([[1, 1, 0, 0, 0], [0, 1, 1, 0, 0], [1, 0, 1, 1, 0]],
@@ -472,11 +471,14 @@ def test_excluding_hides_items_without_changing_the_history_models_read():
     hidden = int(ids_before[0, 0])
     seen = train.tolil()
     seen[0, hidden] = 1
-    with excluding(model, seen.tocsr()):
-        ids, _ = model.recommend([0], k=3)
-        np.testing.assert_array_equal(model.score(np.arange(3)), before)
+    ids, _ = model.recommend([0], k=3, exclude=seen.tocsr())
+    np.testing.assert_array_equal(model.score(np.arange(3)), before)
     assert hidden not in ids[0] and ids[0, 0] == ids_before[0, 1]
-    assert model.exclude is None and model.recommend([0], k=1)[0][0, 0] == hidden
+    # nothing stays on the model: the next call excludes the training items only
+    assert model.recommend([0], k=1)[0][0, 0] == hidden
+    # candidates restrict the ranking, as an index list or a mask
+    only, _ = model.recommend([0], k=3, candidates=[3, 4])
+    assert set(only[0][only[0] >= 0].tolist()) <= {3, 4}
 
 
 def test_run_model_reports_the_weights_a_blend_chose():

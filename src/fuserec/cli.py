@@ -76,8 +76,8 @@ def demo(
     """Generate the demo catalog, then validate, encode, fuse, train and select models, and
     evaluate them; the best on validation is written into the artifacts for serving."""
     from fuserec.data.synthetic import DemoCatalogSpec
-    from fuserec.describe_stage import DescribeConfig
     from fuserec.pipeline import PipelineConfig, run_demo
+    from fuserec.pipeline.describe import DescribeConfig
 
     spec = DemoCatalogSpec(n_items=items, n_users=users, seed=seed, inject_errors=inject_errors)
     describe_config = DescribeConfig(llm=None if llm == "none" else llm, llm_items=llm_items,
@@ -111,8 +111,8 @@ def run(
     models, select the best on validation, report every candidate on test, write artifacts.
 
     Interactions with a ``split`` column (train / validation / test) are split as given."""
-    from fuserec.describe_stage import DescribeConfig
     from fuserec.pipeline import PipelineConfig, run_pipeline
+    from fuserec.pipeline.describe import DescribeConfig
 
     describe_config = DescribeConfig(llm=None if llm == "none" else llm, llm_items=None,
                                      llm_users=None, llm_budget_s=None) if describe else None
@@ -131,7 +131,7 @@ def describe_cmd(
     user: list[str] = typer.Option([], help="User id whose taste profile to show (repeatable)."),
 ) -> None:
     """Print every text view of items (and users) and which path the router chose."""
-    from fuserec.describe_stage import show_described
+    from fuserec.pipeline.describe import show_described
 
     if not show_described(artifacts, item, user, console):
         raise typer.Exit(1)

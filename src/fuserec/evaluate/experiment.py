@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from fuserec.data.adapters.base import Dataset
 from fuserec.evaluate.ranking import evaluate_ranking
@@ -103,21 +101,6 @@ def model_params(dataset: str, model: str, overrides: Mapping[str, Any] | None =
     return params
 
 
-@contextmanager
-def excluding(model: Recommender, seen: sp.csr_matrix):
-    """Temporarily make ``model.recommend`` exclude ``seen`` (e.g. train + validation).
-
-    Only the exclusion changes: models that score from a user's history (EASE, item-kNN) keep
-    reading the training history, like the models whose user vectors were learned from it.
-    """
-    old = model.exclude
-    model.exclude = seen
-    try:
-        yield model
-    finally:
-        model.exclude = old
-
-
 def fit_model(model: Recommender, dataset: Dataset) -> float:
     """Fit on the dataset's train split (validation for early stopping); returns seconds."""
     t0 = time.perf_counter()
@@ -148,18 +131,12 @@ def run_model(dataset: Dataset, name: str, ks: Sequence[int] = (10, 20),
     seconds = fit_model(model, dataset)
     validation_metrics: dict[str, float] = {}
     if dataset.validation is not None and dataset.validation.nnz and candidates is None:
-        with excluding(model, dataset.train):
-            validation_metrics = evaluate_ranking(model, dataset.validation, ks)
+        validation_metrics = evaluate_ranking(model, dataset.validation, ks,
+                                              exclude=dataset.train)
         validation_metrics.pop("users", None)
-    seen = dataset.seen()
-    if candidates is not None:
-        keep = np.zeros(dataset.n_items, bool)
-        keep[candidates] = True
-        seen = sp.csr_matrix(seen + sp.csr_matrix(np.ones((dataset.n_users, 1), np.float32))
-                             @ sp.csr_matrix((~keep)[None, :].astype(np.float32)))
-    with excluding(model, seen):
-        metrics = evaluate_ranking(model, dataset.test, ks, progress=progress,
-                                   desc=f"scoring {name}")
+    metrics = evaluate_ranking(model, dataset.test, ks, progress=progress,
+                               desc=f"scoring {name}", exclude=dataset.seen(),
+                               candidates=candidates)
     result: dict[str, Any] = {"dataset": dataset.name, "model": name,
                               "metrics": {k: v for k, v in metrics.items() if k != "users"},
                               "users": metrics["users"], "train_seconds": round(seconds, 2)}

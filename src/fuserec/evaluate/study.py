@@ -42,8 +42,7 @@ from fuserec.data.splits import SPLIT, published_split, split_interactions
 from fuserec.evaluate.metrics import ACCURACY, all_metrics, relevant_sets
 from fuserec.fuse.base import View
 from fuserec.fuse.sum import SumFusion
-from fuserec.models.base import MODELS, Recommender, content_models, top_k
-from fuserec.models.rerank import mmr_batch, pool_size
+from fuserec.models.base import MODELS, Recommender, content_models
 
 MODALITY_ORDER = ("text", "image", "audio")
 DEFAULT_MODELS = ("popularity", "item-knn", "bpr-mf", "content-cosine")
@@ -225,26 +224,19 @@ def content_vectors(item_features: Mapping[str, View]) -> np.ndarray | None:
 def rank(model: Recommender, users: np.ndarray, k: int, seen: sp.csr_matrix | None,
          allowed: np.ndarray | None = None, diversity: float = 0.0,
          vectors: np.ndarray | None = None, batch_size: int = 1024) -> np.ndarray:
-    """Top-``k`` item indices for ``users`` (full ranking), ``seen`` items excluded.
+    """Top-``k`` item indices for ``users`` (full ranking), ``seen`` items excluded: the
+    model's own ``recommend`` in blocks of users, filters as its arguments.
 
     ``allowed`` (bool per item) restricts the candidates; ``diversity`` > 0 re-ranks a
-    relevance pool with MMR over ``vectors`` (the same code path as ``recommend``).
+    relevance pool with MMR over ``vectors``.
     """
     out = np.full((len(users), k), -1, np.int64)
     for start in range(0, len(users), batch_size):
         batch = users[start:start + batch_size]
-        scores = np.asarray(model.score(batch), dtype=np.float32).copy()
-        if seen is not None:
-            rows = seen[batch]
-            scores[np.repeat(np.arange(len(batch)), np.diff(rows.indptr)), rows.indices] = -np.inf
-        if allowed is not None:
-            scores[:, ~allowed] = -np.inf
-        if diversity > 0 and vectors is not None:
-            pool_ids, pool_scores = top_k(scores, pool_size(k, scores.shape[1]))
-            out[start:start + len(batch)] = mmr_batch(pool_ids, pool_scores, vectors, k,
-                                                      diversity)[0]
-        else:
-            out[start:start + len(batch)] = top_k(scores, k)[0]
+        out[start:start + len(batch)] = model.recommend(
+            batch, k, exclude=seen, candidates=allowed, exclude_seen=seen is not None,
+            diversity=diversity if vectors is not None else 0.0,
+            diversity_vectors=vectors)[0]
     return out
 
 

@@ -28,10 +28,6 @@ class Recommender(ABC):
 
     name: str
     interactions: sp.csr_matrix | None = None
-    #: items ``recommend`` must never return, when that differs from the training history
-    #: (train + validation at test time); None means ``interactions``. Only excluded, never
-    #: read as history, so every model scores from the same evidence.
-    exclude: sp.csr_matrix | None = None
     #: True for models that cannot fit without item content views
     needs_content: bool = False
 
@@ -64,23 +60,39 @@ class Recommender(ABC):
         """
 
     def recommend(self, user_ids: Sequence[int] | np.ndarray, k: int = 10,
-                  exclude_seen: bool = True, diversity: float = 0.0,
-                  diversity_vectors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  exclude: sp.csr_matrix | None = None, candidates: np.ndarray | None = None,
+                  diversity: float = 0.0, diversity_vectors: np.ndarray | None = None,
+                  exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` item indices and scores per user, best first.
 
-        With ``exclude_seen`` the user's training items are never returned; rows are padded
-        with -1 / -inf when fewer than ``k`` items remain. ``diversity`` > 0 re-ranks a larger
-        relevance-ranked pool with maximal marginal relevance (λ in [0, 1], see
-        :mod:`fuserec.models.rerank`) over ``diversity_vectors`` (default: the model's
+        Filters are arguments, never state on the model:
+
+        * ``exclude``: a users x items matrix (rows indexed by user id, like the training
+          matrix) of items never to return, e.g. train + validation when scoring a test split.
+          It is only excluded, never read as history. Default: the training interactions;
+          ``exclude_seen=False`` excludes nothing.
+        * ``candidates``: item indices (or a boolean mask over items) to rank among; the rest
+          are never returned.
+
+        Rows are padded with -1 / -inf when fewer than ``k`` items remain. ``diversity`` > 0
+        re-ranks a larger relevance-ranked pool with maximal marginal relevance (λ in [0, 1],
+        see :mod:`fuserec.models.rerank`) over ``diversity_vectors`` (default: the model's
         :meth:`item_vectors`; pass content embeddings for models whose vectors are latent).
         """
         users = np.atleast_1d(np.asarray(user_ids, dtype=np.int64))
         scores = self.score(users).astype(np.float32, copy=True)
-        mask = self.exclude if self.exclude is not None else self.interactions
+        mask = exclude if exclude is not None else self.interactions
         if exclude_seen and mask is not None:
-            seen = mask[users]
+            seen = sp.csr_matrix(mask)[users]
             rows = np.repeat(np.arange(len(users)), np.diff(seen.indptr))
             scores[rows, seen.indices] = -np.inf
+        if candidates is not None:
+            allowed = np.asarray(candidates)
+            if allowed.dtype != bool:
+                keep = np.zeros(scores.shape[1], bool)
+                keep[allowed.astype(np.int64)] = True
+                allowed = keep
+            scores[:, ~allowed] = -np.inf
         if diversity <= 0.0:
             return top_k(scores, k)
         from fuserec.models.rerank import mmr_batch, pool_size

@@ -27,7 +27,6 @@ from fuserec.data.matrix import interaction_matrix
 from fuserec.data.splits import SPLIT, published_split, random_split_per_user
 from fuserec.data.synthetic import DemoCatalogSpec, generate_demo_catalog
 from fuserec.encode import DEFAULT_ENCODERS, EmbeddingCache, encode_catalog, get_encoder
-from fuserec.evaluate.experiment import excluding
 from fuserec.evaluate.ranking import evaluate_ranking
 from fuserec.evaluate.report import render_report
 from fuserec.evaluate.selection import AUTO_CANDIDATES, cold_items, select_models
@@ -56,7 +55,7 @@ class PipelineConfig:
     encoder_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     cache_dir: Path | None = None
     progress: bool = True
-    #: the describe stage and consistency router (None: skipped); see fuserec.describe_stage
+    #: the describe stage and consistency router (None: skipped); see fuserec.pipeline.describe
     describe: Any = None
 
 
@@ -122,16 +121,14 @@ def run_pipeline(catalog_root: Path, out: Path, config: PipelineConfig | None = 
     for view in [*present_modalities, "fused"]:
         mods = present_modalities if view == "fused" else [view]
         model = ContentCosine(modalities=mods).fit(train, item_views, user_views)
-        with excluding(model, seen):
-            views[view] = evaluate_ranking(model, test, config.ks)
+        views[view] = evaluate_ranking(model, test, config.ks, exclude=seen)
         models[view] = model
-    with excluding(Popularity().fit(train), seen) as popularity:
-        baseline = evaluate_ranking(popularity, test, config.ks)
+    baseline = evaluate_ranking(Popularity().fit(train), test, config.ks, exclude=seen)
     timings["fit_evaluate"] = time.perf_counter() - t0
 
     describe_results: dict[str, Any] | None = None
     if config.describe is not None and config.describe.enabled:
-        from fuserec.describe_stage import run_describe_stage
+        from fuserec.pipeline.describe import run_describe_stage
 
         console.rule("[bold]describe and route")
         t0 = time.perf_counter()
@@ -218,7 +215,7 @@ def run_pipeline(catalog_root: Path, out: Path, config: PipelineConfig | None = 
     render_report(results, out)
     _append_section(out / "report.md", selection.report_section(config.ks[0]))
     if "describe" in results:
-        from fuserec.describe_stage import report_section
+        from fuserec.pipeline.describe import report_section
 
         _append_section(out / "report.md", report_section(results["describe"], k))
     _print_summary(results, console, k)
