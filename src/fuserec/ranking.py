@@ -1,8 +1,12 @@
-"""Row-wise top-k, shared by models, indexes and evaluation (no heavy imports)."""
+"""Row-wise top-k and the one ranking-and-metrics kernel, shared by models, indexes and
+evaluation (no heavy imports)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
+import scipy.sparse as sp
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -21,3 +25,56 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         idx = np.pad(idx, ((0, 0), (0, k - k_eff)), constant_values=-1)
         vals = np.pad(vals, ((0, 0), (0, k - k_eff)), constant_values=-np.inf)
     return idx.astype(np.int64), vals.astype(np.float32)
+
+
+def ranked_metrics(score: Callable[[np.ndarray], np.ndarray], target: sp.csr_matrix,
+                   ks: Sequence[int] = (10,), exclude: sp.csr_matrix | None = None,
+                   candidates: np.ndarray | None = None, batch: int = 1024,
+                   advance: Callable[[int], None] | None = None) -> dict[str, float]:
+    """The one ranking-and-metrics kernel: Recall@k and NDCG@k (binary relevance) of a score
+    function over every user with ``target`` items, full ranking.
+
+    ``score(user_ids)`` returns (len(user_ids), n_items) scores; ``exclude`` (users x items)
+    is never ranked; ``candidates`` (item indices or a boolean mask) restricts the ranking.
+    Evaluation, early stopping, blend weights and model selection all rank through here.
+    Returns ``{"recall@k": ..., "ndcg@k": ..., "users": n}``.
+    """
+    target = sp.csr_matrix(target)
+    users = np.flatnonzero(np.diff(target.indptr) > 0)
+    max_k = max(ks)
+    discounts = 1.0 / np.log2(np.arange(2, max_k + 2))
+    allowed = None
+    if candidates is not None:
+        allowed = np.asarray(candidates)
+        if allowed.dtype != bool:
+            keep = np.zeros(target.shape[1], bool)
+            keep[allowed.astype(np.int64)] = True
+            allowed = keep
+    sums = {f"{m}@{k}": 0.0 for k in ks for m in ("recall", "ndcg")}
+    for start in range(0, len(users), batch):
+        b = users[start:start + batch]
+        s = np.array(score(b), dtype=np.float32)
+        if exclude is not None:
+            sub = sp.csr_matrix(exclude)[b]
+            s[np.repeat(np.arange(len(b)), np.diff(sub.indptr)), sub.indices] = -np.inf
+        if allowed is not None:
+            s[:, ~allowed] = -np.inf
+        top, _ = top_k(s, max_k)
+        truth = target[b]
+        n_rel = np.diff(truth.indptr).astype(np.float64)
+        dense = truth.toarray() > 0
+        hits = np.take_along_axis(dense, np.maximum(top, 0), 1) & (top >= 0)
+        for k in ks:
+            h = hits[:, :k]
+            idcg = np.array([discounts[: min(k, int(n))].sum() for n in n_rel])
+            sums[f"recall@{k}"] += float((h.sum(1) / n_rel).sum())
+            sums[f"ndcg@{k}"] += float(((h * discounts[:k]).sum(1) / idcg).sum())
+        if advance is not None:
+            advance(len(b))
+    n = max(len(users), 1)
+    out: dict[str, float] = {}
+    for k in ks:
+        out[f"recall@{k}"] = sums[f"recall@{k}"] / n
+        out[f"ndcg@{k}"] = sums[f"ndcg@{k}"] / n
+    out["users"] = int(len(users))
+    return out

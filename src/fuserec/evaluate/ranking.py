@@ -8,15 +8,16 @@ import numpy as np
 import scipy.sparse as sp
 from rich.progress import Progress
 
-from fuserec.evaluate.metrics import ndcg_at_k, recall_at_k, relevant_sets
 from fuserec.models.base import Recommender
+from fuserec.ranking import ranked_metrics
 
 
 def evaluate_ranking(model: Recommender, test: sp.csr_matrix, ks: Sequence[int] = (10,),
                      batch_size: int = 1024, progress: bool = False,
                      desc: str = "evaluating", exclude: sp.csr_matrix | None = None,
                      candidates: np.ndarray | None = None) -> dict[str, float]:
-    """Recall@k and NDCG@k over every user with test items, ranked by ``model.recommend``.
+    """Recall@k and NDCG@k over every user with test items, ranked by the model's scores
+    through the shared kernel (:func:`fuserec.ranking.ranked_metrics`).
 
     ``exclude`` (users x items) is never ranked: default the model's training items (pass
     train + validation when scoring a test split); ``candidates`` restricts the ranking to
@@ -24,21 +25,9 @@ def evaluate_ranking(model: Recommender, test: sp.csr_matrix, ks: Sequence[int] 
     "users": n}``.
     """
     test = test.tocsr()
-    users = np.flatnonzero(np.diff(test.indptr) > 0)
-    max_k = max(ks)
-    ranked = np.empty((len(users), max_k), dtype=np.int64)
+    n_users = int((np.diff(test.indptr) > 0).sum())
+    seen = exclude if exclude is not None else model.interactions
     with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task(desc, total=len(users))
-        for start in range(0, len(users), batch_size):
-            batch = users[start:start + batch_size]
-            ranked[start:start + len(batch)], _ = model.recommend(
-                batch, k=max_k, exclude=exclude, candidates=candidates)
-            bar.advance(task, len(batch))
-    all_sets = relevant_sets(test)
-    relevant = [all_sets[u] for u in users]
-    out: dict[str, float] = {}
-    for k in ks:
-        out[f"recall@{k}"] = recall_at_k(ranked, relevant, k)
-        out[f"ndcg@{k}"] = ndcg_at_k(ranked, relevant, k)
-    out["users"] = int(len(users))
-    return out
+        task = bar.add_task(desc, total=n_users)
+        return ranked_metrics(model.score, test, ks, seen, candidates, batch_size,
+                              advance=lambda n: bar.advance(task, n))
