@@ -21,8 +21,10 @@ order) or as a list column ``feature_<name>``; they are loaded into
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -45,6 +47,31 @@ PATH_SEPARATOR = "|"
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"})
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".mp3"})
+
+
+def media_paths(value: Any) -> list[str]:
+    """The one parser of a media cell: stripped relative paths from ``a|b`` strings, lists,
+    tuples and arrays; missing values (None, NaN, NA) give ``[]``."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return []
+    if isinstance(value, float):
+        return [] if math.isnan(value) else [str(value)]
+    if isinstance(value, str):
+        items: list[Any] = value.split(PATH_SEPARATOR)
+    elif isinstance(value, list | tuple) or hasattr(value, "tolist"):
+        items = value.tolist() if hasattr(value, "tolist") else list(value)
+        if not isinstance(items, list):  # a numpy scalar
+            items = [items]
+    else:
+        items = [value]
+    out = []
+    for v in items:
+        if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+            continue
+        text = str(v).strip()
+        if text:
+            out.append(text)
+    return out
 
 
 def text_columns(frame: pd.DataFrame) -> list[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,12 +24,12 @@ from fuserec.data.schema import (
     IMAGES,
     ITEM_ID,
     MEDIA_COLUMNS,
-    PATH_SEPARATOR,
     TIMESTAMP,
     USER_ID,
     WEIGHT,
     Catalog,
     attribute_columns,
+    media_paths,
     text_columns,
 )
 
@@ -198,30 +197,6 @@ def clean_id(value: Any) -> str:
     return str(value).strip()
 
 
-def media_list(value: Any) -> list[str]:
-    """Media cell -> list of stripped relative paths (``a|b``, lists and arrays accepted)."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        items: Iterable[Any] = value.split(PATH_SEPARATOR)
-    elif isinstance(value, (list, tuple)) or hasattr(value, "tolist"):
-        items = value.tolist() if hasattr(value, "tolist") else value
-        if not isinstance(items, list):  # a numpy scalar
-            items = [items]
-    elif _is_missing(value):
-        return []
-    else:
-        items = [value]
-    out = []
-    for v in items:
-        if _is_missing(v):
-            continue
-        s = str(v).strip()
-        if s:
-            out.append(s)
-    return out
-
-
 def _text_value(value: Any) -> str:
     if _is_missing(value):
         return ""
@@ -286,7 +261,7 @@ def normalize_table(frame: pd.DataFrame, table: str) -> pd.DataFrame:
         if col in (ID, USER_ID, ITEM_ID):
             out[col] = pd.Series([clean_id(v) for v in values], dtype=object)
         elif col in MEDIA_COLUMNS:
-            out[col] = pd.Series([media_list(v) for v in values], dtype=object)
+            out[col] = pd.Series([media_paths(v) for v in values], dtype=object)
         elif col == WEIGHT:
             out[col] = pd.Series([_weight_value(v) for v in values], dtype=object)
         elif col == TIMESTAMP:

@@ -74,20 +74,13 @@ def describe_files(describer: Describer, paths: Sequence[Path], cache: TextCache
     return out
 
 
-def _paths(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [p for p in value.split(schema.PATH_SEPARATOR) if p.strip()]
-    if isinstance(value, list | tuple | np.ndarray):
-        return [str(p) for p in value if str(p).strip()]
-    return []
-
-
 def describe_media_column(frame: pd.DataFrame, root: Path, column: str, describer: Describer,
                           cache: TextCache | None = None
                           ) -> tuple[list[str], list[dict | None], list[tuple[str, str]]]:
     """Words, facts and errors ``(record id, reason)`` for one media column of a table."""
     n = len(frame)
-    per_record = [_paths(v) for v in frame[column].tolist()] if column in frame else [[]] * n
+    per_record = [schema.media_paths(v) for v in frame[column].tolist()] if column in frame \
+        else [[]] * n
     root = Path(root)
     results = describe_files(describer, [root / p for ps in per_record for p in ps], cache)
     texts, facts, errors = [], [], []

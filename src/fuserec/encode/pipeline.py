@@ -9,7 +9,7 @@ cache at once, so an interrupted run resumes where it stopped.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -112,19 +112,6 @@ def encode_texts(texts: Sequence[str], encoder: Encoder, cache: EmbeddingCache |
     return out
 
 
-def _paths_of(value: Any) -> list[str]:
-    """A record's media list as strings (tolerates None/NaN, a ``|``-joined string, arrays)."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [p.strip() for p in value.split(schema.PATH_SEPARATOR) if p.strip()]
-    if isinstance(value, float) and math.isnan(value):
-        return []
-    if isinstance(value, Iterable):
-        return [str(p) for p in value if isinstance(p, str | Path) and str(p).strip()]
-    return []
-
-
 def _hash_files(paths: Sequence[Path]) -> dict[Path, str | Exception]:
     def one(p: Path) -> str | Exception:
         try:
@@ -185,7 +172,7 @@ def encode_records(frame: pd.DataFrame, root: Path, modality: Modality, encoder:
 
     column = MEDIA_COLUMN[modality]
     root = Path(root)
-    per_record = [_paths_of(v) for v in frame[column].tolist()] if column in frame \
+    per_record = [schema.media_paths(v) for v in frame[column].tolist()] if column in frame \
         else [[] for _ in range(n)]
     unique = list(dict.fromkeys(root / p for paths in per_record for p in paths))
     hashes = _hash_files(unique)
@@ -226,7 +213,7 @@ def _has_content(frame: pd.DataFrame, modality: str) -> bool:
         cols = schema.text_columns(frame)
         return bool(cols) and any(schema.record_text(r, cols) for _, r in frame.iterrows())
     column = MEDIA_COLUMN[modality]
-    return column in frame and any(_paths_of(v) for v in frame[column].tolist())
+    return column in frame and any(schema.media_paths(v) for v in frame[column].tolist())
 
 
 def encode_catalog(catalog: schema.Catalog, encoders: dict[str, Encoder],

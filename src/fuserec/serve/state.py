@@ -22,7 +22,7 @@ import math
 import re
 import threading
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,9 +42,9 @@ from fuserec.data.schema import (
     IMAGE_EXTENSIONS,
     IMAGES,
     ITEM_ID,
-    PATH_SEPARATOR,
     USER_ID,
     WEIGHT,
+    media_paths,
     record_text,
     text_columns,
 )
@@ -92,19 +92,6 @@ class ServeLimits:
         return ValidationLimits(max_file_bytes=self.max_upload_bytes,
                                 max_image_pixels=self.max_image_pixels,
                                 max_audio_seconds=self.max_audio_seconds)
-
-
-def media_list(value: Any) -> list[str]:
-    """A record's media column as a list of relative paths (lists, arrays, ``a|b`` strings)."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [p.strip() for p in value.split(PATH_SEPARATOR) if p.strip()]
-    if isinstance(value, float) and math.isnan(value):
-        return []
-    if isinstance(value, Iterable):
-        return [str(p) for p in value if isinstance(p, str) and p.strip()]
-    return []
 
 
 def _media_columns(media: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
@@ -179,7 +166,7 @@ class ServingState:
         self.item_texts: list[str] = [record_text(row, self.text_columns)
                                       for _, row in items.iterrows()]
         self.item_media: list[dict[str, list[str]]] = [
-            {col: media_list(row.get(col)) for col in (IMAGES, AUDIO)}
+            {col: media_paths(row.get(col)) for col in (IMAGES, AUDIO)}
             for _, row in items.iterrows()]
 
         users = artifacts.users.reset_index(drop=True).copy()
@@ -187,7 +174,7 @@ class ServingState:
         self.users = users
         self.user_row: dict[str, int] = {u: r for r, u in enumerate(users[ID].tolist())}
         self.user_texts = [record_text(row, text_columns(users)) for _, row in users.iterrows()]
-        self.user_media = [{col: media_list(row.get(col)) for col in (IMAGES, AUDIO)}
+        self.user_media = [{col: media_paths(row.get(col)) for col in (IMAGES, AUDIO)}
                            for _, row in users.iterrows()]
 
         vectors = np.ascontiguousarray(model.item_vectors(), dtype=np.float32)
