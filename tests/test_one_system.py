@@ -176,3 +176,76 @@ def test_a_given_split_is_kept_and_validation_carved_from_its_train_rows(tmp_pat
     assert counts["validation"] > 0
     assert counts["train"] + counts["validation"] == int((inter["split"] == "train").sum())
     assert results["served"]["name"] in ("content-cosine", "ease")
+
+
+def test_artifact_folders_are_swapped_in_whole_and_mixed_folders_refused(auto_run, tmp_path):
+    import shutil
+
+    from fuserec.io import staged_folder
+
+    out, _ = auto_run
+    target = tmp_path / "artifacts"
+    shutil.copytree(out / "artifacts", target)
+    # a failed write leaves the folder as it was, and no staging folder behind
+    with pytest.raises(RuntimeError), staged_folder(target) as staging:
+        (staging / "manifest.json").write_text("{}")
+        raise RuntimeError("killed half-way")
+    assert load_artifacts(target).manifest == load_artifacts(out / "artifacts").manifest
+    assert [p.name for p in tmp_path.iterdir()] == ["artifacts"]
+    # a folder whose tables come from another run is refused whole, naming the mismatch
+    other = tmp_path / "other"
+    run_demo(other, DemoCatalogSpec(n_items=30, n_users=24, seed=5, inject_errors=False),
+             PipelineConfig(encoders=dict(FAKE_ENCODERS), progress=False,
+                            models=("content-cosine",)), Console(quiet=True))
+    shutil.copy(other / "artifacts" / "items.parquet", target / "items.parquet")
+    with pytest.raises(ValueError, match="not a consistent artifact folder"):
+        load_artifacts(target)
+
+
+_RUN_IN_CHILD = """
+import sys
+sys.path.insert(0, {tests!r})
+from rich.console import Console
+from serve_helpers import FAKE_ENCODERS
+from fuserec.data.synthetic import DemoCatalogSpec
+from fuserec.pipeline import PipelineConfig, run_demo
+run_demo({out!r}, DemoCatalogSpec(n_items={n}, n_users=24, seed=5, inject_errors=False),
+         PipelineConfig(encoders=dict(FAKE_ENCODERS), progress=False), Console(quiet=True))
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_while_rewriting_artifacts_leaves_a_loadable_folder(tmp_path):
+    """`fuserec run` killed at random points while it rewrites an existing artifact folder:
+    afterwards the folder loads whole (the old run or the new one), never a mix."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    tests = str(Path(__file__).parent)
+    out = tmp_path / "run"
+
+    def start(n: int) -> subprocess.Popen:
+        code = _RUN_IN_CHILD.format(tests=tests, out=str(out), n=n)
+        return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+
+    assert start(30).wait(timeout=300) == 0
+    rng = np.random.default_rng(0)
+    written = {30}  # each run writes its own catalog size, so a mix would show
+    for attempt in range(4):
+        n = 40 + attempt
+        proc = start(n)
+        time.sleep(float(rng.uniform(2.0, 8.0)))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        written.add(n)
+        art = load_artifacts(out / "artifacts")  # raises on a mixed folder
+        assert len(art.items) in written and len(art.model.item_vectors()) == len(art.items)
+    leftovers = [p.name for p in out.iterdir() if p.name.startswith(".artifacts.")]
+    start(30).wait(timeout=300)
+    assert not [p for p in out.iterdir() if p.name.startswith(".artifacts.")], leftovers
+    assert os.path.isdir(out / "artifacts")

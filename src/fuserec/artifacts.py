@@ -17,6 +17,7 @@ Layout (all safe formats, each file written atomically)::
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from safetensors.numpy import load_file, save_file
 from fuserec.data.schema import Catalog
 from fuserec.encode import Encoder
 from fuserec.fuse.base import View
-from fuserec.io import write_json, write_with
+from fuserec.io import staged_folder, write_json, write_with
 from fuserec.models.base import Recommender
 
 FORMAT_VERSION = 1
@@ -38,13 +39,27 @@ FORMAT_VERSION = 1
 def write_artifacts(folder: Path, catalog: Catalog, interactions: pd.DataFrame,
                     encoded: dict[str, dict[str, Any]], encoders: dict[str, Encoder],
                     model: Recommender, results: dict[str, Any] | None = None,
-                    served: Recommender | None = None) -> Path:
+                    served: Recommender | None = None,
+                    describe_dir: Path | None = None) -> Path:
     """Write everything ``load_artifacts`` needs into ``folder`` and return it.
 
     ``model`` is the fused content model; ``served`` the model that ranks for users, when it
-    is another one (``None``: the content model ranks too)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    is another one (``None``: the content model ranks too); ``describe_dir`` a folder the
+    describe stage wrote, moved in as ``describe/``. The folder is built beside ``folder``
+    and swapped in whole (:func:`fuserec.io.staged_folder`): a reader or a crash sees the
+    previous run's folder or this one, never a mix."""
+    target = Path(folder)
+    with staged_folder(target) as staging:
+        _write_into(staging, catalog, interactions, encoded, encoders, model, results, served)
+        if describe_dir is not None and Path(describe_dir).is_dir():
+            os.replace(describe_dir, staging / "describe")
+    return target
+
+
+def _write_into(folder: Path, catalog: Catalog, interactions: pd.DataFrame,
+                encoded: dict[str, dict[str, Any]], encoders: dict[str, Encoder],
+                model: Recommender, results: dict[str, Any] | None,
+                served: Recommender | None) -> None:
     for name, frame in (("items", catalog.items), ("users", catalog.users),
                         ("interactions", interactions)):
         write_with(folder / f"{name}.parquet", lambda tmp, f=frame: f.to_parquet(tmp, index=False))
@@ -57,10 +72,6 @@ def write_artifacts(folder: Path, catalog: Catalog, interactions: pd.DataFrame,
     model.save(folder / "model")
     if served is not None:
         served.save(folder / "served")
-    elif (folder / "served").exists():  # a previous run's choice must not outlive it
-        import shutil
-
-        shutil.rmtree(folder / "served")
     manifest = {
         "format_version": FORMAT_VERSION,
         "created_unix": int(time.time()),
@@ -75,7 +86,6 @@ def write_artifacts(folder: Path, catalog: Catalog, interactions: pd.DataFrame,
                     if results and k in results},
     }
     write_json(folder / "manifest.json", manifest)
-    return folder
 
 
 @dataclass
@@ -132,7 +142,7 @@ def load_artifacts(folder: Path) -> Artifacts:
             continue
         table, modality = key.split(".", 1)
         embeddings.setdefault(table, {})[modality] = View(value, raw[f"{key}.present"].astype(bool))
-    return Artifacts(
+    art = Artifacts(
         folder=folder, manifest=manifest,
         items=pd.read_parquet(folder / "items.parquet"),
         users=pd.read_parquet(folder / "users.parquet"),
@@ -140,3 +150,34 @@ def load_artifacts(folder: Path) -> Artifacts:
         embeddings=embeddings, model=Recommender.load(folder / "model"),
         served=Recommender.load(folder / "served") if (folder / "served").is_dir() else None,
     )
+    _check_consistent(art)
+    return art
+
+
+def _check_consistent(art: Artifacts) -> None:
+    """Refuse a folder whose parts come from different runs (tables, vectors, models)."""
+    n_items, n_users = len(art.items), len(art.users)
+    problems = []
+    counts = art.manifest.get("counts", {})
+    if counts and (counts.get("items"), counts.get("users")) != (n_items, n_users):
+        problems.append(f"the manifest counts {counts.get('items')} items and "
+                        f"{counts.get('users')} users, the tables {n_items} and {n_users}")
+    for table, n in (("items", n_items), ("users", n_users)):
+        for modality, view in art.embeddings.get(table, {}).items():
+            if len(view.vectors) != n:
+                problems.append(f"{table}.{modality} has {len(view.vectors)} rows for {n} {table}")
+    if len(art.model.item_vectors()) != n_items:
+        problems.append(f"the content model has {len(art.model.item_vectors())} item vectors "
+                        f"for {n_items} items")
+    served = art.served
+    if served is not None and served.interactions is not None and \
+            served.interactions.shape != (n_users, n_items):
+        problems.append(f"the served model was trained on {served.interactions.shape[0]} users "
+                        f"x {served.interactions.shape[1]} items, the tables hold {n_users} x "
+                        f"{n_items}")
+    if art.manifest.get("served", art.model.name) != (served or art.model).name:
+        problems.append(f"the manifest serves {art.manifest.get('served')!r}, the folder holds "
+                        f"{(served or art.model).name!r}")
+    if problems:
+        raise ValueError(f"{art.folder} is not a consistent artifact folder (its parts come from "
+                         f"different runs?): " + "; ".join(problems))

@@ -12,6 +12,7 @@ Outputs under ``out``:
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,6 +128,8 @@ def run_pipeline(catalog_root: Path, out: Path, config: PipelineConfig | None = 
     timings["fit_evaluate"] = time.perf_counter() - t0
 
     describe_results: dict[str, Any] | None = None
+    # describe writes beside the artifacts; its folder moves in when they are swapped in
+    describe_root = out / ".describe-staging"
     if config.describe is not None and config.describe.enabled:
         from fuserec.pipeline.describe import run_describe_stage
 
@@ -134,7 +137,7 @@ def run_pipeline(catalog_root: Path, out: Path, config: PipelineConfig | None = 
         t0 = time.perf_counter()
         describe_results = run_describe_stage(
             catalog, split, train, test, item_views, user_views, encoders["text"], encoders,
-            cache, out / "artifacts", config.describe, config.ks, config.seed, models["fused"],
+            cache, describe_root, config.describe, config.ks, config.seed, models["fused"],
             console)
         timings["describe"] = time.perf_counter() - t0
 
@@ -206,7 +209,9 @@ def run_pipeline(catalog_root: Path, out: Path, config: PipelineConfig | None = 
 
     artifacts = write_artifacts(out / "artifacts", catalog, split, encoded, encoders,
                                 models["fused"], results,
-                                served=served.model if served.name != "content-cosine" else None)
+                                served=served.model if served.name != "content-cosine" else None,
+                                describe_dir=describe_root / "describe")
+    shutil.rmtree(describe_root, ignore_errors=True)
     results["artifacts"] = str(artifacts)
     if describe_results is not None:
         results["describe"] = describe_results

@@ -20,6 +20,8 @@ from typing import Any
 from urllib.parse import quote
 
 import fastapi_offline
+import numpy as np
+import pandas as pd
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import (
@@ -35,12 +37,14 @@ from fuserec.data.schema import AUDIO, IMAGES
 from fuserec.index.filters import AttributeFilter, FilterError, parse_filters
 from fuserec.serve.journal import fsync_dir
 from fuserec.serve.schemas import (
+    AttributeOut,
     ErrorOut,
     FeedbackIn,
     FeedbackOut,
     HealthOut,
     ItemOut,
     ItemsPage,
+    PopularOut,
     RecommendationsOut,
     ScoredItem,
     SearchOut,
@@ -194,6 +198,39 @@ def create_app(artifacts_dir: str | Path | None = None, token: str | None = None
         page_pos = list(positions)[offset: offset + limit]
         return ItemsPage(total=len(positions), offset=offset,
                          items=[item_out(p) for p in page_pos])
+
+    @app.get("/attributes", response_model=list[AttributeOut], tags=["items"])
+    async def attributes() -> list[AttributeOut]:
+        """The catalog's attributes with their ranges (numbers) or values (text), for filter
+        controls."""
+        out = []
+        for column in state.attribute_columns:
+            col = state.items[column]
+            present = col.notna() & (col.astype("string").fillna("") != "")
+            numeric = pd.to_numeric(col[present], errors="coerce")
+            name = column[len("attr_"):]
+            if present.any() and numeric.notna().all():
+                out.append(AttributeOut(name=name, kind="number", min=float(numeric.min()),
+                                        max=float(numeric.max()), present=int(present.sum())))
+            else:
+                values = col[present].astype(str).value_counts().index[:100].tolist()
+                out.append(AttributeOut(name=name, kind="text", values=values,
+                                        present=int(present.sum())))
+        return out
+
+    @app.get("/items/popular", response_model=PopularOut, tags=["items"])
+    async def popular(k: int = k_query, filters: list[str] = filter_query) -> PopularOut:
+        """The most popular items (most interacted with), optionally filtered; the score is
+        the item's popularity. (An item whose id is ``popular`` is still reachable through
+        its similar items and the catalog listing.)"""
+        allow = state.allow_mask(_filters(filters))
+        scores = np.zeros(state.n_items, np.float64)
+        pop = np.asarray(state.popularity, np.float64)[: state.n_items]
+        scores[: len(pop)] = pop
+        candidates = np.arange(state.n_items) if allow is None else np.flatnonzero(allow)
+        order = candidates[np.argsort(-scores[candidates], kind="stable")][:k]
+        return PopularOut(results=scored([{"pos": int(p), "score": float(scores[p])}
+                                          for p in order]))
 
     @app.get("/items/{item_id}", response_model=ItemOut, tags=["items"])
     async def get_item(item_id: str) -> ItemOut:

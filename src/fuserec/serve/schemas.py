@@ -135,3 +135,22 @@ class HealthOut(BaseModel):
                            "recommendations need the token too (the server has a token and "
                            "was not started with public reads).")
     limits: dict[str, Any]
+
+
+class AttributeOut(BaseModel):
+    """One attribute of the catalog, for building filter controls."""
+
+    name: str = Field(description="The attribute's name (``attr_`` prefix dropped).")
+    kind: str = Field(description="``number`` (filter with a range) or ``text`` (a value).")
+    min: float | None = Field(None, description="Smallest value (numbers only).")
+    max: float | None = Field(None, description="Largest value (numbers only).")
+    values: list[str] = Field(default_factory=list,
+                              description="Distinct values, most frequent first (text only; "
+                                          "at most 100).")
+    present: int = Field(description="Items that have a value.")
+
+
+class PopularOut(BaseModel):
+    """Items by popularity (the score is the item's interaction weight)."""
+
+    results: list[ScoredItem]
