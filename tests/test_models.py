@@ -313,3 +313,28 @@ def test_multdae_user_vectors_are_a_function_of_history():
         MultDAE(dropout=1.0)
     with pytest.raises(ValueError, match="softmax"):
         MultDAE(loss="bpr")
+
+
+def test_a_training_budget_stops_early_and_keeps_the_best_epoch():
+    matrix, features = _checkerboard()
+    validation = sp.csr_matrix(matrix.shape, dtype=np.float32)
+    validation[0, 2] = 1.0
+    model = LightGCN(epochs=10_000, patience=10_000, batch_size=4, lr=0.01, max_seconds=0.5,
+                     **_FAST).fit(matrix, validation=validation)
+    assert model.stopped_by_budget and len(model.history) < 10_000
+    assert model.user_factors.shape[0] == matrix.shape[0]
+    assert 1 <= model.best_epoch <= len(model.history)
+
+
+def test_a_blend_of_fitted_members_trains_nothing_again():
+    matrix, features = _checkerboard()
+    validation = sp.csr_matrix(matrix.shape, dtype=np.float32)
+    validation[0, 2] = validation[1, 3] = 1.0
+    ease = EASE(l2=1.0).fit(matrix)
+    cosine = ContentCosine().fit(matrix, item_features=features)
+    before = ease.weights.copy()
+    blend = Blend.of_fitted([ease, cosine], [{"l2": 1.0}, {}], select_k=5)
+    blend.fit(matrix, item_features=features, validation=validation)
+    assert blend.members[0] is ease and np.array_equal(ease.weights, before)
+    assert sum(blend.weights) == pytest.approx(1.0)
+    assert blend.cross_fitted is not None and "recall@5" in blend.cross_fitted

@@ -106,6 +106,9 @@ def run(
     validation_fraction: float = typer.Option(
         0.1, min=0.01, max=0.5, help="Share of each user's interactions held out for early "
         "stopping and model selection (random split)."),
+    model_seconds: float = typer.Option(
+        300.0, min=1.0, help="Training budget of each learned model in seconds (it keeps its "
+        "best epoch on validation so far)."),
 ) -> None:
     """Run the pipeline on your own catalog folder: validate, encode, train the candidate
     models, select the best on validation, report every candidate on test, write artifacts.
@@ -118,7 +121,8 @@ def run(
                                      llm_users=None, llm_budget_s=None) if describe else None
     config = PipelineConfig(test_fraction=test_fraction, seed=seed, cache_dir=cache,
                             progress=progress, describe=describe_config, models=_models(model),
-                            validation_fraction=validation_fraction)
+                            validation_fraction=validation_fraction,
+                            model_seconds=model_seconds)
     with user_errors():
         run_pipeline(catalog, out, config, console)
 

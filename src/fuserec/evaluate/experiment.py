@@ -112,7 +112,8 @@ def fit_model(model: Recommender, dataset: Dataset) -> float:
 def run_model(dataset: Dataset, name: str, ks: Sequence[int] = (10, 20),
               params: Mapping[str, Any] | None = None, progress: bool = False,
               candidates: np.ndarray | None = None,
-              save_dir: str | Path | None = None) -> dict[str, Any]:
+              save_dir: str | Path | None = None,
+              model: Recommender | None = None) -> dict[str, Any]:
     """Train ``name`` on ``dataset`` and score the test split.
 
     With ``save_dir`` the fitted model is saved to ``save_dir/name`` (safetensors + JSON).
@@ -125,7 +126,8 @@ def run_model(dataset: Dataset, name: str, ks: Sequence[int] = (10, 20),
     options = model_params(dataset.name, name, params)
     if "progress" in MODELS.get(name).options():
         options.setdefault("progress", progress)
-    model = MODELS.create(name, **options)
+    if model is None:
+        model = MODELS.create(name, **options)
     if name in content_models() and not dataset.item_features:
         raise ValueError(f"{name} needs item features; {dataset.name} has none")
     seconds = fit_model(model, dataset)

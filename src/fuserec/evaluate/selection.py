@@ -21,6 +21,7 @@ from typing import Any
 from fuserec.data.adapters.base import Dataset
 from fuserec.evaluate.experiment import run_model
 from fuserec.models.base import MODELS, Recommender, content_models
+from fuserec.models.blend import Blend
 
 #: what ``--model auto`` trains, in report order: the seed's formula, the collaborative
 #: baselines, the learned content-aware models, and the blend of the strongest families
@@ -68,6 +69,8 @@ class Candidate:
             out["weights"] = self.weights
         if self.searched:
             out["searched"] = self.searched
+        if self.result.get("stopped_by_budget"):
+            out["stopped_by_budget"] = True
         if "validation_in_sample" in self.result:
             out["validation_in_sample"] = self.result["validation_in_sample"]
         return out
@@ -177,7 +180,8 @@ def select_models(dataset: Dataset, names: Sequence[str] = AUTO_CANDIDATES,
                   ks: Sequence[int] = (10, 20), metric: str | None = None,
                   params: Mapping[str, Mapping[str, Any]] | None = None, seed: int = 0,
                   progress: bool = False, log: Callable[[str], None] = print,
-                  search: bool = True, save_dir: str | Path | None = None) -> Selection:
+                  search: bool = True, save_dir: str | Path | None = None,
+                  model_seconds: float | None = None) -> Selection:
     """Train each candidate (a small grid on validation where :data:`SEARCH` has one), score
     validation and test, and return the :class:`Selection` (best on validation ``metric``,
     default NDCG at the first cut-off).
@@ -185,7 +189,8 @@ def select_models(dataset: Dataset, names: Sequence[str] = AUTO_CANDIDATES,
     ``search=False`` trains each model once with its recorded settings (``fuserec evaluate``
     on a benchmark whose validation search is recorded in ``TUNED``); the blend then keeps
     its recorded members instead of the candidates chosen here. ``save_dir`` saves each
-    chosen model under ``save_dir/<name>``."""
+    chosen model under ``save_dir/<name>``. ``model_seconds`` bounds each learned model's
+    training time (it keeps its best epoch on validation so far; reported as ``budget``)."""
     metric = metric or f"ndcg@{ks[0]}"
     candidates: list[Candidate] = []
     for name in names:
@@ -196,26 +201,35 @@ def select_models(dataset: Dataset, names: Sequence[str] = AUTO_CANDIDATES,
             continue
         best: dict[str, Any] | None = None
         searched: dict[str, float] = {}
+        prebuilt: Recommender | None = None
         if search and name == "blend" and "blend" not in (params or {}):
-            # the strongest candidates on validation so far, with the settings chosen for
-            # them there (a fixed member list would carry weak members on some catalogs)
+            # the strongest candidates on validation so far, as they were fitted and with the
+            # settings chosen for them there (a fixed member list would carry weak members on
+            # some catalogs); the blend only chooses its weights
             ranked = sorted((c for c in candidates if not c.skipped and c.validation
-                             and c.name not in ("popularity", "blend")),
-                            key=lambda c: -c.validation[metric])
-            members = [{"model": c.name, "params": c.params} for c in ranked[:BLEND_SIZE]]
-            if len(members) < 2:
+                             and c.model is not None and c.name not in ("popularity", "blend")),
+                            key=lambda c: -c.validation[metric])[:BLEND_SIZE]
+            if len(ranked) < 2:
                 reason = "fewer than two of its members could run"
                 log(f"{name}: skipped ({reason})")
                 candidates.append(Candidate(name, skipped=reason))
                 continue
-            params = {**(params or {}), "blend": {"members": members,
-                                                   "select_k": int(metric.split("@")[1])}}
+            select_k = int(metric.split("@")[1])
+            prebuilt = Blend.of_fitted([c.model for c in ranked], [c.params for c in ranked],
+                                       select_k=select_k, seed=seed)
+            params = {**(params or {}), "blend": {
+                "members": [{"model": c.name, "params": c.params} for c in ranked],
+                "select_k": select_k}}
         for point in _grid(name) if search else [{}]:
             overrides = {**point, **dict((params or {}).get(name, {}))}
-            if "seed" in MODELS.get(name).options():
+            options = MODELS.get(name).options()
+            if "seed" in options:
                 overrides.setdefault("seed", seed)
+            if "max_seconds" in options and model_seconds is not None:
+                overrides.setdefault("max_seconds", model_seconds)
             try:
-                result = run_model(dataset, name, ks, overrides, progress=progress)
+                result = run_model(dataset, name, ks, overrides, progress=progress,
+                                   model=prebuilt)
                 if dataset.validation is None or "validation" not in result:
                     result["validation"] = {}
             except (ValueError, RuntimeError, MemoryError) as exc:
@@ -233,6 +247,10 @@ def select_models(dataset: Dataset, names: Sequence[str] = AUTO_CANDIDATES,
             candidates.append(Candidate(name, skipped=reason or "failed"))
             continue
         model = best.pop("_model")
+        if getattr(model, "stopped_by_budget", False):
+            log(f"{name}: training stopped at its {model_seconds:g} s budget "
+                f"(best epoch {getattr(model, 'best_epoch', '?')})")
+            best["stopped_by_budget"] = True
         honest = getattr(model, "cross_fitted", None)
         if honest and metric in honest:
             # a blend's weights were chosen on validation: compare it by its cross-fitted

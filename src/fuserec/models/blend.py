@@ -84,14 +84,28 @@ class Blend(Recommender):
             params.setdefault("seed", self.seed)
         return cls(**params)
 
+    @classmethod
+    def of_fitted(cls, members: Sequence[Recommender], params: Sequence[Mapping[str, Any]],
+                  **options: Any) -> Blend:
+        """A blend of models already fitted on the same training split: :meth:`fit` then only
+        chooses the weights on validation (no member is trained twice)."""
+        blend = cls([{"model": m.name, "params": dict(p)} for m, p in
+                     zip(members, params, strict=True)], **options)
+        blend.members = list(members)
+        blend._prefitted = True
+        return blend
+
+    _prefitted = False
+
     def fit(self, interactions: sp.csr_matrix, item_features: Mapping[str, View] | None = None,
             user_features: Mapping[str, View] | None = None,
             validation: sp.csr_matrix | None = None) -> Blend:
         interactions = interactions.tocsr()
-        self.members = []
-        for spec in self.specs:
-            self.members.append(fit_with(self._create(spec), interactions, item_features,
-                                         user_features, validation))
+        if not self._prefitted:
+            self.members = []
+            for spec in self.specs:
+                self.members.append(fit_with(self._create(spec), interactions, item_features,
+                                             user_features, validation))
         self.interactions = interactions.astype(np.float32)
         if self.weights is None:
             self.weights = (self._choose_weights(validation) if validation is not None

@@ -82,6 +82,9 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "epochs": 100, "batch_size": 1024, "lr": 1e-3, "reg": 1e-4, "loss": "softmax",
     "temperature": 0.2, "negatives": 4096, "full_softmax_items": 50_000, "patience": 10,
     "eval_every": 1, "val_k": 20, "seed": 0, "threads": 1, "progress": False,
+    # a wall-clock budget for training (None: none); training stops after the step that
+    # crosses it and keeps the best epoch seen on validation
+    "max_seconds": None,
 }
 
 
@@ -231,6 +234,14 @@ class TorchRecommender(EmbeddingRecommender):
         pairs_u, pairs_i = coo.row.astype(np.int64), coo.col.astype(np.int64)
         self.history = []
         best, best_vecs, bad = -1.0, None, 0
+        started = time.perf_counter()
+        self.stopped_by_budget = False
+
+        def over_budget() -> bool:
+            if self.max_seconds is not None and time.perf_counter() - started > self.max_seconds:
+                self.stopped_by_budget = True
+            return self.stopped_by_budget
+
         columns = [TextColumn("[bold]{task.description}"), BarColumn(),
                    TextColumn("{task.completed}/{task.total} {task.fields[info]}"),
                    TimeElapsedColumn()]
@@ -251,6 +262,8 @@ class TorchRecommender(EmbeddingRecommender):
                         opt.step()
                         total += float(loss.detach())
                         n_batches += 1
+                        if over_budget():
+                            break
                 else:
                     order = rng.permutation(active)
                     for start in range(0, len(order), self.batch_size):
@@ -261,6 +274,8 @@ class TorchRecommender(EmbeddingRecommender):
                         opt.step()
                         total += float(loss.detach())
                         n_batches += 1
+                        if over_budget():
+                            break
                 seconds = time.perf_counter() - t0
                 record: dict[str, float] = {"epoch": epoch, "loss": total / max(n_batches, 1),
                                             "seconds": seconds}
@@ -278,7 +293,7 @@ class TorchRecommender(EmbeddingRecommender):
                 if f"val_recall@{self.val_k}" in record:
                     info += f" val R@{self.val_k} {record[f'val_recall@{self.val_k}']:.4f}"
                 bar.update(task, advance=1, info=info)
-                if best_vecs is not None and bad >= self.patience:
+                if best_vecs is not None and bad >= self.patience or self.stopped_by_budget:
                     break
         if best_vecs is None:
             best_vecs = self._export()

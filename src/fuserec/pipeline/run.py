@@ -51,6 +51,8 @@ class PipelineConfig:
     models: tuple[str, ...] = AUTO_CANDIDATES
     #: share of items held out of training entirely to measure the served model on cold items
     cold_item_fraction: float = 0.1
+    #: wall-clock budget of each learned model's training (it keeps its best epoch so far)
+    model_seconds: float | None = 300.0
     seed: int = 0
     encoders: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ENCODERS))
     encoder_options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -157,7 +159,7 @@ def run_pipeline(catalog_root: Path, out: Path, config: PipelineConfig | None = 
                       user_ids=np.asarray(user_ids), item_ids=np.asarray(item_ids),
                       user_features=user_features)
     selection = select_models(dataset, config.models, config.ks, seed=config.seed,
-                              progress=config.progress,
+                              progress=config.progress, model_seconds=config.model_seconds,
                               log=lambda msg: console.print(f"[dim]{msg}"),
                               params={"content-cosine": content_params})
     console.print(selection.table(config.ks[0]))
