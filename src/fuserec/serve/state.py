@@ -291,11 +291,14 @@ class ServingState:
         self.check_k(k)
         if not 0.0 <= diversity <= 1.0:
             raise ServeError(f"diversity must lie between 0 and 1, got {diversity}", 422)
-        vec = self.user_vector(user_id)
+        ranked = self.ranker is not None and (user_id in self.user_row
+                                              or user_id in self.feedback)
+        # the served model needs no content vector; explanations and new items do (lazily)
+        vec = None if ranked else self.user_vector(user_id)
         allow = self.allow_mask(filters)
         exclude = self.seen_positions(user_id) if exclude_seen else None
-        if self.ranker is not None and (user_id in self.user_row or user_id in self.feedback):
-            pos, scores = self._rank_with_model(user_id, vec, k, diversity, exclude, allow)
+        if ranked:
+            pos, scores = self._rank_with_model(user_id, None, k, diversity, exclude, allow)
         elif not np.any(vec):  # no signal at all: most popular items
             pos, scores = self._popular(k, exclude, allow)
         elif diversity > 0:
@@ -305,6 +308,8 @@ class ServingState:
         else:
             p, s = self.index.search(vec, k, exclude=exclude, allow=allow)
             pos, scores = p[0], s[0]
+        if explain and vec is None:
+            vec = self.user_vector(user_id)
         out = []
         for p, s in zip(pos.tolist(), scores.tolist(), strict=True):
             if p < 0:
@@ -367,7 +372,7 @@ class ServingState:
         data = np.fromiter(history.values(), dtype=np.float32, count=len(history))
         return sp.csr_matrix((data, (np.zeros(len(cols), np.int64), cols)), shape=(1, n_items))
 
-    def _rank_with_model(self, user_id: str, vec: np.ndarray, k: int, diversity: float,
+    def _rank_with_model(self, user_id: str, vec: np.ndarray | None, k: int, diversity: float,
                          exclude: np.ndarray | None, allow: np.ndarray | None
                          ) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k of the served model's scores, exclusions and filters applied; MMR over
