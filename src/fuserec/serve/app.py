@@ -208,10 +208,13 @@ def create_app(artifacts_dir: str | Path | None = None, token: str | None = None
             col = state.items[column]
             present = col.notna() & (col.astype("string").fillna("") != "")
             numeric = pd.to_numeric(col[present], errors="coerce")
+            # the range over finite values: "inf" or "1e999" (a catalog string, or a new item's
+            # JSON Infinity) would be sent as null, leaving a filter control without a bound
+            finite = numeric[np.isfinite(numeric.to_numpy(dtype=float, na_value=np.nan))]
             name = column[len("attr_"):]
-            if present.any() and numeric.notna().all():
-                out.append(AttributeOut(name=name, kind="number", min=float(numeric.min()),
-                                        max=float(numeric.max()), present=int(present.sum())))
+            if present.any() and numeric.notna().all() and len(finite):
+                out.append(AttributeOut(name=name, kind="number", min=float(finite.min()),
+                                        max=float(finite.max()), present=int(present.sum())))
             else:
                 values = col[present].astype(str).value_counts().index[:100].tolist()
                 out.append(AttributeOut(name=name, kind="text", values=values,
