@@ -27,6 +27,24 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return idx.astype(np.int64), vals.astype(np.float32)
 
 
+def apply_filters(scores: np.ndarray, users: np.ndarray, exclude: sp.spmatrix | None = None,
+                  candidates: np.ndarray | None = None) -> np.ndarray:
+    """Set to -inf (in place) what a ranking of ``users`` must not return: the items of their
+    rows of ``exclude`` (users x items), and every item outside ``candidates`` (indices or a
+    boolean mask). Returns ``scores``."""
+    if exclude is not None:
+        seen = sp.csr_matrix(exclude)[users]
+        scores[np.repeat(np.arange(len(users)), np.diff(seen.indptr)), seen.indices] = -np.inf
+    if candidates is not None:
+        allowed = np.asarray(candidates)
+        if allowed.dtype != bool:
+            keep = np.zeros(scores.shape[1], bool)
+            keep[allowed.astype(np.int64)] = True
+            allowed = keep
+        scores[:, ~allowed] = -np.inf
+    return scores
+
+
 def ranked_metrics(score: Callable[[np.ndarray], np.ndarray], target: sp.csr_matrix,
                    ks: Sequence[int] = (10,), exclude: sp.csr_matrix | None = None,
                    candidates: np.ndarray | None = None, batch: int = 1024,
@@ -43,22 +61,10 @@ def ranked_metrics(score: Callable[[np.ndarray], np.ndarray], target: sp.csr_mat
     users = np.flatnonzero(np.diff(target.indptr) > 0)
     max_k = max(ks)
     discounts = 1.0 / np.log2(np.arange(2, max_k + 2))
-    allowed = None
-    if candidates is not None:
-        allowed = np.asarray(candidates)
-        if allowed.dtype != bool:
-            keep = np.zeros(target.shape[1], bool)
-            keep[allowed.astype(np.int64)] = True
-            allowed = keep
     sums = {f"{m}@{k}": 0.0 for k in ks for m in ("recall", "ndcg")}
     for start in range(0, len(users), batch):
         b = users[start:start + batch]
-        s = np.array(score(b), dtype=np.float32)
-        if exclude is not None:
-            sub = sp.csr_matrix(exclude)[b]
-            s[np.repeat(np.arange(len(b)), np.diff(sub.indptr)), sub.indices] = -np.inf
-        if allowed is not None:
-            s[:, ~allowed] = -np.inf
+        s = apply_filters(np.array(score(b), dtype=np.float32), b, exclude, candidates)
         top, _ = top_k(s, max_k)
         truth = target[b]
         n_rel = np.diff(truth.indptr).astype(np.float64)

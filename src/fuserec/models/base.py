@@ -19,7 +19,7 @@ from safetensors.numpy import load_file, save_file
 
 from fuserec.fuse.base import View
 from fuserec.io import write_json, write_with
-from fuserec.ranking import top_k
+from fuserec.ranking import apply_filters, top_k
 from fuserec.registry import Registry
 
 
@@ -82,17 +82,7 @@ class Recommender(ABC):
         users = np.atleast_1d(np.asarray(user_ids, dtype=np.int64))
         scores = self.score(users).astype(np.float32, copy=True)
         mask = exclude if exclude is not None else self.interactions
-        if exclude_seen and mask is not None:
-            seen = sp.csr_matrix(mask)[users]
-            rows = np.repeat(np.arange(len(users)), np.diff(seen.indptr))
-            scores[rows, seen.indices] = -np.inf
-        if candidates is not None:
-            allowed = np.asarray(candidates)
-            if allowed.dtype != bool:
-                keep = np.zeros(scores.shape[1], bool)
-                keep[allowed.astype(np.int64)] = True
-                allowed = keep
-            scores[:, ~allowed] = -np.inf
+        apply_filters(scores, users, mask if exclude_seen else None, candidates)
         if diversity <= 0.0:
             return top_k(scores, k)
         from fuserec.models.rerank import mmr_batch, pool_size
