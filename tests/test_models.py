@@ -338,3 +338,21 @@ def test_a_blend_of_fitted_members_trains_nothing_again():
     assert blend.members[0] is ease and np.array_equal(ease.weights, before)
     assert sum(blend.weights) == pytest.approx(1.0)
     assert blend.cross_fitted is not None and "recall@5" in blend.cross_fitted
+
+
+def test_a_blend_ranks_cold_items_by_its_content_side():
+    """EASE knows nothing of items without training interactions; in a blend its say on them
+    goes to the content-aware members, so cold items are ranked by content alone."""
+    from fuserec.models.blend import standardise
+
+    matrix, features = _checkerboard()
+    ease = EASE(l2=1.0).fit(matrix)
+    cosine = ContentCosine().fit(matrix, item_features=features)
+    blend = Blend.of_fitted([ease, cosine], [{"l2": 1.0}, {}], weights=[0.7, 0.3])
+    blend.fit(matrix, item_features=features)
+    users = np.arange(CB_USERS)
+    cold = sorted(CB_COLD)
+    np.testing.assert_allclose(blend.score(users)[:, cold],
+                               standardise(cosine.score(users))[:, cold], rtol=1e-5, atol=1e-5)
+    shares = blend.member_scores(user_ids=users)
+    np.testing.assert_allclose(sum(shares.values()), blend.score(users), rtol=1e-5, atol=1e-5)

@@ -180,18 +180,45 @@ class Blend(Recommender):
             return m.score(np.atleast_1d(user_ids)) if user_ids is not None \
                 else m.score_history(history)
 
-        return {name: np.float32(w) * standardise(one(m))
-                for (name, w), m in zip(self.member_weights().items(), self.members,
-                                        strict=True)}
+        parts = self._standardised([one(m) for m in self.members])
+        return {name: np.float32(w) * part for (name, w), part in
+                zip(self.member_weights().items(), parts, strict=True)}
 
     def _mix(self, parts: list[np.ndarray | None]) -> np.ndarray:
         total: np.ndarray | None = None
-        for w, part in zip(self.weights, parts, strict=True):
+        for w, part in zip(self.weights, self._standardised(parts), strict=True):
             if w and part is not None:
-                part = np.float32(w) * standardise(part)
+                part = np.float32(w) * part
                 total = part if total is None else total + part
         assert total is not None  # weights are non-negative and not all zero
         return total
+
+    def _standardised(self, parts: list[np.ndarray | None]) -> list[np.ndarray | None]:
+        """Members' per-user z-scores. On items without training interactions (cold items),
+        members that cannot see content have nothing to say: there they take the mean of the
+        content-aware members' z-scores, so cold items are ranked by the blend's content
+        side instead of being pulled to the middle."""
+        std = [standardise(p) if p is not None else None for p in parts]
+        cold = self._cold_items()
+        content = [s for s, m in zip(std, self.members, strict=True)
+                   if s is not None and m.needs_content]
+        if cold is None or not cold.any() or not content or len(content) == len(
+                [s for s in std if s is not None]):
+            return std
+        fill = np.mean([s[:, cold] for s in content], axis=0)
+        for s, m in zip(std, self.members, strict=True):
+            if s is not None and not m.needs_content:
+                s[:, cold] = fill
+        return std
+
+    def _cold_items(self) -> np.ndarray | None:
+        matrix = self.interactions
+        if matrix is None:
+            return None
+        if getattr(self, "_cold_for", None) is not matrix:
+            self._cold = np.asarray(matrix.sum(0)).ravel() == 0
+            self._cold_for = matrix
+        return self._cold
 
     def item_vectors(self) -> np.ndarray:
         """Members' unit item vectors side by side, each scaled by the root of its weight."""
