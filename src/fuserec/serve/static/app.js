@@ -342,7 +342,12 @@ function renderHistory(u) {
 }
 
 // -- recommendations --------------------------------------------------------------------
+// only the latest request may draw: an older one that answers late must not overwrite it
+let recsRequest = 0;
+
 async function loadRecs() {
+  const mine = ++recsRequest;
+  const stale = () => mine !== recsRequest;
   const recs = $("#recs");
   const sub = $("#recs-sub");
   const params = new URLSearchParams({ k: $("#k").value });
@@ -353,6 +358,7 @@ async function loadRecs() {
       params.set("diversity", $("#diversity").value);
       params.set("explain", $("#explain").checked);
       const data = await api(`/users/${encodeURIComponent(state.user)}/recommendations?${params}`);
+      if (stale()) return;
       showError("");
       $("#recs-title").textContent = `Recommendations for ${state.user}`;
       sub.hidden = diversity <= 0;
@@ -365,6 +371,7 @@ async function loadRecs() {
       });
     } else {
       const data = await api(`/items/popular?${params}`);
+      if (stale()) return;
       showError("");
       $("#recs-title").textContent = "Popular items";
       const e = state.userError;
@@ -378,6 +385,7 @@ async function loadRecs() {
       });
     }
   } catch (e) {
+    if (stale()) return;
     recs.replaceChildren(el("div", { class: "empty" }, "No results: see the message above."));
     showError(e.message);
   }
@@ -478,12 +486,16 @@ async function runSearch(event) {
   }
 }
 
+let catalogRequest = 0;
+
 async function loadCatalog(reset = false) {
+  const mine = ++catalogRequest;
   if (reset) { state.catalogOffset = 0; $("#catalog").replaceChildren(); }
   const params = new URLSearchParams({ offset: state.catalogOffset, limit: 24 });
   for (const f of filters()) params.append("filter", f);
   try {
     const data = await api(`/items?${params}`);
+    if (mine !== catalogRequest) return;  // a newer listing was asked for meanwhile
     showError("");
     for (const it of data.items) $("#catalog").append(card(it));
     state.catalogOffset += data.items.length;
@@ -491,6 +503,7 @@ async function loadCatalog(reset = false) {
       + (params.getAll("filter").length ? " match the filters" : " in the catalog");
     $("#more").hidden = state.catalogOffset >= data.total;
   } catch (e) {
+    if (mine !== catalogRequest) return;
     $("#catalog").replaceChildren();
     $("#catalog-info").textContent = "";
     $("#more").hidden = true;
