@@ -194,3 +194,35 @@ def test_workers_exit_when_their_parent_is_killed():
         alive = [p for p in pids if psutil.pid_exists(p)
                  and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert not alive, f"workers {alive} outlived their killed parent"
+
+
+@pytest.mark.slow
+def test_kill_9_during_audio_encoding_leaves_no_process_and_resumes(tmp_path):
+    """`fuserec encode` killed while its audio workers run: the workers exit by themselves,
+    and the next run resumes from the cache and finishes."""
+    import psutil
+
+    from fuserec.data.synthetic import DemoCatalogSpec, generate_demo_catalog
+
+    root = generate_demo_catalog(tmp_path / "cat", DemoCatalogSpec(n_items=60, n_users=10,
+                                                                   seed=4, inject_errors=False),
+                                 progress=False)
+    exe = Path(sys.executable).with_name("fuserec")
+    cmd = [str(exe), "encode", str(root), "--cache", str(tmp_path / "cache"), "--modality",
+           "audio", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parent = psutil.Process(proc.pid)
+    workers: list[psutil.Process] = []
+    deadline = time.monotonic() + 120
+    while not workers and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+        workers = parent.children(recursive=True)
+    if not workers:
+        pytest.skip("the encode finished before its workers could be seen")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, f"workers {[p.pid for p in alive]} outlived the killed encode"
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "items audio:" in again.stdout and "0 errors" in again.stdout, again.stdout
