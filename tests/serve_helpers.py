@@ -93,3 +93,32 @@ def single_image_item(state) -> int:
         if len(media["images"]) == 1 and len(media["audio"]) == 1:
             return pos
     raise AssertionError("no item with one image and one clip")
+
+
+def start_server(app, seconds: float = 30.0):
+    """Serve ``app`` with uvicorn on a free loopback port in a daemon thread; return
+    ``(url, server, thread)`` once ``/health`` answers (RuntimeError if it never does).
+    Stop it with ``server.should_exit = True; thread.join()``."""
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return url, server, thread
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    server.should_exit = True
+    raise RuntimeError("uvicorn did not start")

@@ -22,7 +22,7 @@ from fuserec.index.filters import MAX_FILTER_CHARS, FilterError, parse_filter, p
 from fuserec.serve import create_app
 from fuserec.serve.app import MAX_FIELDS_CHARS, json_depth
 from fuserec.serve.journal import Journal, JournalError
-from serve_helpers import build_fake_artifacts
+from serve_helpers import build_fake_artifacts, start_server
 
 TOKEN = "hardening-token"
 
@@ -479,29 +479,11 @@ CHROMIUM = Path("/usr/bin/chromium")
 def test_swagger_ui_renders_with_every_outside_request_blocked(artifacts):
     """Swagger UI (5.x, which reads OpenAPI 3.1) draws the operations in a real browser that
     may reach nothing but this server."""
-    import socket
-    import threading
 
-    import httpx
-    import uvicorn
 
     sync_api = pytest.importorskip("playwright.sync_api")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(artifacts, token=""), host="127.0.0.1",
-                                           port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
+    url, server, thread = start_server(create_app(artifacts, token=""))
     try:
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
         outside: list[str] = []
 
         def only_local(route):

@@ -4,15 +4,12 @@ a real uvicorn server on a free loopback port."""
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from serve_helpers import build_fake_artifacts, single_image_item
+from serve_helpers import build_fake_artifacts, single_image_item, start_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -21,12 +18,6 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(),
     reason="/usr/bin/chromium is absent (scripts/test.sh installs it: apt-get install chromium)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -49,25 +40,11 @@ TOKEN = "page-s3cret"
 
 
 def _serve(artifacts, **kwargs):
-    import uvicorn
 
     from fuserec.serve import create_app
 
     app = create_app(artifacts, **kwargs)
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    else:
-        pytest.fail("uvicorn did not start")
+    url, srv, thread = start_server(app)
     yield url, app.state.serving
     srv.should_exit = True
     thread.join(10)

@@ -88,14 +88,21 @@ def _restrict(test: sp.csr_matrix, columns: np.ndarray) -> sp.csr_matrix:
     return out
 
 
+def _routed_users(views: Mapping[str, View], user_views: Mapping[str, View],
+                  profiles: View | None) -> dict[str, View]:
+    """The user views that go with routed item views: own content per kept view, profiles."""
+    users = {m: v for m, v in user_views.items() if m in views}
+    if profiles is not None:
+        users[DESCRIBE] = profiles
+    return users
+
+
 def _routed_model(train: sp.csr_matrix, item_views: Mapping[str, View], described: View,
                   user_views: Mapping[str, View], profiles: View | None, routes: np.ndarray,
                   modalities: Sequence[str]) -> ContentCosine:
     views, weights = ConsistencyRouter.routed_views(item_views, described, routes, modalities)
-    users = {m: v for m, v in user_views.items() if m in views}
-    if profiles is not None:
-        users[DESCRIBE] = profiles
-    return ContentCosine(modalities=list(views), weights=weights).fit(train, views, users)
+    return ContentCosine(modalities=list(views), weights=weights).fit(
+        train, views, _routed_users(views, user_views, profiles))
 
 
 def _metrics(m: Mapping[str, float], k: int) -> dict[str, float]:
@@ -195,9 +202,11 @@ def run_describe_stage(catalog: Catalog, split: pd.DataFrame, train: sp.csr_matr
     described.threshold = threshold
     text_path = routes == TEXT
 
-    routed = _routed_model(train, item_views, unified, user_views, profiles, routes, modalities)
     routed_views, routed_weights = ConsistencyRouter.routed_views(item_views, unified, routes,
                                                                   modalities)
+    user_routed = _routed_users(routed_views, user_views, profiles)
+    routed = ContentCosine(modalities=list(routed_views), weights=routed_weights).fit(
+        train, routed_views, user_routed)
     text_only = ContentCosine(modalities=[DESCRIBE]).fit(
         train, {DESCRIBE: unified}, {DESCRIBE: profiles})
     views = {
@@ -233,8 +242,6 @@ def run_describe_stage(catalog: Catalog, split: pd.DataFrame, train: sp.csr_matr
                "timings_seconds": {k_: round(v, 2) for k_, v in timings.items()}}
     _print(results, console, k)
     # what the models train on: each item's route decides its representation (not JSON)
-    user_routed = {m: v for m, v in user_views.items() if m in routed_views}
-    user_routed[DESCRIBE] = profiles
     results["_routed"] = {"item_features": routed_views, "weights": routed_weights,
                           "user_features": user_routed}
     return results

@@ -103,14 +103,12 @@ class Scoring:
             scores = np.asarray(ranker.score_history(history)[0], np.float32)
         if self.n_items > n_model:
             vec = self.user_vector(user_id) if user_vec is None else user_vec
-            content = self.model.score_vectors(vec[None, :])[0][n_model:self.n_items]
+            cosines = self.model.score_vectors(vec[None, :])[0]
+            content = cosines[n_model:self.n_items]
             mu, sd = float(scores.mean()), float(scores.std()) or 1.0
-            c_mu, c_sd = float(content.mean()), float(content.std()) or 1.0
-            if self.n_items - n_model > 1:
-                content = mu + sd * (content - c_mu) / c_sd
-            else:  # one new item: its cosine, on the model's scale from the catalog's cosines
-                full = self.model.score_vectors(vec[None, :])[0][:n_model]
-                content = mu + sd * (content - full.mean()) / (full.std() or 1.0)
+            # several new items: their own spread; one: the catalog's cosines give the scale
+            ref = content if self.n_items - n_model > 1 else cosines[:n_model]
+            content = mu + sd * (content - ref.mean()) / (float(ref.std()) or 1.0)
             scores = np.concatenate([scores, content.astype(np.float32)])
         self._user_scores[user_id] = scores
         return scores
@@ -174,10 +172,14 @@ class Scoring:
             n_model = self.ranker.interactions.shape[1] if self.ranker.interactions is not None \
                 else self.n_items
             if members is not None and pos < n_model:
-                row = self.user_row.get(user_id)
-                shares = members(user_ids=np.array([row])) if row is not None \
-                    and user_id not in self.feedback else \
-                    members(history=self._history_row(user_id, row, n_model))
+                # every pick of one answer reads the same shares: score the members once
+                shares = self._member_shares.get(user_id)
+                if shares is None:
+                    row = self.user_row.get(user_id)
+                    shares = members(user_ids=np.array([row])) if row is not None \
+                        and user_id not in self.feedback else \
+                        members(history=self._history_row(user_id, row, n_model))
+                    self._member_shares[user_id] = shares
                 extra["members"] = {name: round(float(s[0, pos]), 5)
                                     for name, s in shares.items()}
         liked = self.seen_positions(user_id)

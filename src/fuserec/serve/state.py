@@ -83,6 +83,8 @@ class ServingState(Scoring, Writes, Presentation):
         #: users, and the content model keeps the index, search and explanations
         self.ranker = artifacts.served
         self._user_scores: dict[str, np.ndarray] = {}
+        #: a blend's per-member shares of each user's scores (explanations), until feedback
+        self._member_shares: dict[str, dict[str, np.ndarray]] = {}
         self.limits = limits or ServeLimits()
         self.catalog_root = artifacts.catalog_root
         self._lock = threading.RLock()

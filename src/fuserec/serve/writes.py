@@ -57,6 +57,7 @@ class Writes:
         self._seen_arrays.pop(user_id, None)
         self._user_vectors.pop(user_id, None)
         self._user_scores.pop(user_id, None)
+        self._member_shares.pop(user_id, None)
         return len(fb)
 
     def _record(self, event: Mapping[str, Any]) -> None:
