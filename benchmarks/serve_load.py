@@ -9,31 +9,42 @@ killed with SIGKILL while requests are still in flight, restarted on the same jo
 acknowledged feedback (a 200 response) is looked for after the replay, both through
 ``GET /users/{id}`` (``n_feedback``) and in the journal file. Prints acknowledged, lost and p50 /
 p99 per endpoint, for the group-commit journal and, unless ``--no-baseline``, for the baseline
-with one write + fsync per event (``FUSEREC_JOURNAL_GROUP_COMMIT=0``).
+with one write + fsync per event (``FUSEREC_JOURNAL_GROUP_COMMIT=0``). ``--before-src DIR`` adds
+a run of the same load against the server code in ``DIR`` (a ``src`` folder, e.g. an earlier
+commit's: ``git archive COMMIT src | tar -x -C /tmp/before``), so a change is measured against
+what it replaced in one run, on one machine state; a table of every run ends the output.
 
+The load threads use ``http.client`` by default (``--client httpx`` for the heavier client of
+the first measurements); the CPU seconds the server and the client used during the load and the
+load average are printed with each run, since on a small shared machine they decide the tail.
 Loopback traffic only; each phase is bounded in time. SIGKILL tests a process crash (the page
 cache survives it); what fsync adds, surviving power loss, cannot be shown this way.
 
     .venv/bin/python benchmarks/serve_load.py --seconds 20
     .venv/bin/python benchmarks/serve_load.py --artifacts runs/demo/artifacts --no-baseline
+    .venv/bin/python benchmarks/serve_load.py --seconds 20 --before-src /tmp/before/src
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import random
+import resource
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 
 FUSEREC = Path(sys.executable).with_name("fuserec")
 
@@ -53,10 +64,13 @@ def build_demo(out: Path, items: int, users: int) -> Path:
 
 
 def start_server(artifacts: Path, journal: Path, group_commit: bool, log: Path,
-                 timeout: float = 600) -> tuple[subprocess.Popen, str, float]:
+                 timeout: float = 600, src: Path | None = None
+                 ) -> tuple[subprocess.Popen, str, float]:
     port = free_port()
     env = {**os.environ, "FUSEREC_TOKEN": "",
            "FUSEREC_JOURNAL_GROUP_COMMIT": "1" if group_commit else "0"}
+    if src is not None:  # this code instead of the installed package (PYTHONPATH comes first)
+        env["PYTHONPATH"] = str(src)
     cmd = [str(FUSEREC), "serve", "--artifacts", str(artifacts), "--host", "127.0.0.1",
            "--port", str(port), "--journal", str(journal)]
     t0 = time.perf_counter()
@@ -77,12 +91,74 @@ def start_server(artifacts: Path, journal: Path, group_commit: bool, log: Path,
     raise RuntimeError(f"the server did not come up in {timeout:.0f} s; see {log}")
 
 
+class _StdlibClient:
+    """One keep-alive connection through ``http.client``: about a third of httpx's CPU per
+    request (0.3 against 0.9 ms measured here), which on 2 shared cores goes to the server."""
+
+    def __init__(self, base: str) -> None:
+        url = urllib.parse.urlsplit(base)
+        self.host, self.port = url.hostname or "127.0.0.1", url.port or 80
+        self.conn: http.client.HTTPConnection | None = None
+
+    def _send(self, method: str, path: str, body: bytes | None, headers: dict) -> int:
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        try:
+            self.conn.request(method, path, body, headers)
+            res = self.conn.getresponse()
+            res.read()
+            return res.status
+        except BaseException:
+            self.conn.close()  # a fresh connection next time
+            self.conn = None
+            raise
+
+    def post_json(self, path: str, payload: dict) -> int:
+        return self._send("POST", path, json.dumps(payload).encode(),
+                          {"Content-Type": "application/json"})
+
+    def get(self, path: str) -> int:
+        return self._send("GET", path, None, {})
+
+    def __enter__(self) -> _StdlibClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
+class _HttpxClient:
+    """One ``httpx.Client`` (keep-alive): the client of the earlier measurements."""
+
+    def __init__(self, base: str) -> None:
+        self.client = httpx.Client(base_url=base, timeout=30)
+
+    def post_json(self, path: str, payload: dict) -> int:
+        return self.client.post(path, json=payload).status_code
+
+    def get(self, path: str) -> int:
+        return self.client.get(path).status_code
+
+    def __enter__(self) -> _HttpxClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.close()
+
+
+def open_client(kind: str, base: str) -> _StdlibClient | _HttpxClient:
+    return _StdlibClient(base) if kind == "stdlib" else _HttpxClient(base)
+
+
 def load(base: str, items: list[str], readers_users: list[str], writers: int, readers: int,
-         seconds: float, proc: subprocess.Popen, tag: str) -> dict:
+         seconds: float, proc: subprocess.Popen, tag: str, client_kind: str = "stdlib") -> dict:
     """Run the writers and readers, SIGKILL the server at the deadline; what was acknowledged.
 
-    Each client is a thread with its own ``httpx.Client`` (keep-alive): on a small machine an
-    asyncio client spends more CPU per request than the server and becomes what is measured.
+    Each client is a thread with its own keep-alive connection (``client_kind``: ``stdlib``,
+    http.client, or ``httpx``): on a small machine the client shares the cores with the server,
+    and an asyncio client or a heavy one spends more CPU per request than the server and
+    becomes what is measured.
     """
     acked: list[tuple[str, str]] = []
     lat: dict[str, list[float]] = {"feedback": [], "recommendations": []}
@@ -96,19 +172,19 @@ def load(base: str, items: list[str], readers_users: list[str], writers: int, re
 
     def writer(w: int) -> None:
         n = 0
-        with httpx.Client(base_url=base, timeout=30) as client:
+        with open_client(client_kind, base) as client:
             while not stop.is_set():
                 user = f"{tag}-w{w}-u{n // len(items)}"  # each (user, item) pair once
                 item = items[n % len(items)]
                 n += 1
                 t0 = time.perf_counter()
                 try:
-                    res = client.post(f"/users/{user}/feedback", json={"item_id": item})
-                except httpx.HTTPError:
+                    status = client.post_json(f"/users/{user}/feedback", {"item_id": item})
+                except (httpx.HTTPError, OSError, http.client.HTTPException):
                     if not stop.is_set():  # after the kill: expected
                         failed("feedback")
                     continue
-                if res.status_code == 200:  # acknowledged: must survive the crash
+                if status == 200:  # acknowledged: must survive the crash
                     lat["feedback"].append(time.perf_counter() - t0)
                     acked.append((user, item))
                 else:
@@ -116,34 +192,46 @@ def load(base: str, items: list[str], readers_users: list[str], writers: int, re
 
     def reader(r: int) -> None:
         rng = random.Random(r)
-        with httpx.Client(base_url=base, timeout=30) as client:
+        with open_client(client_kind, base) as client:
             while not stop.is_set():
                 user = rng.choice(readers_users)
                 t0 = time.perf_counter()
                 try:
-                    res = client.get(f"/users/{user}/recommendations", params={"k": 10})
-                except httpx.HTTPError:
+                    status = client.get(f"/users/{user}/recommendations?k=10")
+                except (httpx.HTTPError, OSError, http.client.HTTPException):
                     if not stop.is_set():
                         failed("recommendations")
                     continue
-                if res.status_code == 200:
+                if status == 200:
                     lat["recommendations"].append(time.perf_counter() - t0)
                 else:
                     failed("recommendations")
 
     threads = [threading.Thread(target=writer, args=(w,), daemon=True) for w in range(writers)]
     threads += [threading.Thread(target=reader, args=(r,), daemon=True) for r in range(readers)]
+    # where the CPU went: this client's threads and the server process, over the load phase
+    server = psutil.Process(proc.pid)
+    server_cpu0, client_cpu0 = sum(server.cpu_times()[:2]), _own_cpu()
     start = time.perf_counter()
     for t in threads:
         t.start()
     time.sleep(seconds)
+    server_cpu = sum(server.cpu_times()[:2]) - server_cpu0
+    client_cpu = _own_cpu() - client_cpu0
     proc.kill()  # SIGKILL, with requests in flight
     stop.set()
     elapsed = time.perf_counter() - start
     for t in threads:
         t.join(60)
     proc.wait(30)
-    return {"acked": acked, "latency": lat, "errors": errors, "seconds": elapsed}
+    return {"acked": acked, "latency": lat, "errors": errors, "seconds": elapsed,
+            "server_cpu_s": round(server_cpu, 1), "client_cpu_s": round(client_cpu, 1)}
+
+
+def _own_cpu() -> float:
+    """CPU seconds (user + system) this process used so far, all threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def percentiles(values: list[float]) -> dict:
@@ -155,28 +243,32 @@ def percentiles(values: list[float]) -> dict:
             "max_ms": round(float(ms.max()), 1)}
 
 
-def run_mode(artifacts: Path, work: Path, group_commit: bool, args: argparse.Namespace) -> dict:
+def run_mode(artifacts: Path, work: Path, group_commit: bool, args: argparse.Namespace,
+             src: Path | None = None) -> dict:
     name = "group-commit" if group_commit else "baseline (fsync per write)"
     tag = "gc" if group_commit else "base"
+    if src is not None:
+        name, tag = f"before ({src})", "before"
     folder = work / tag
     folder.mkdir(parents=True, exist_ok=True)
     journal, log = folder / "journal.jsonl", folder / "server.log"
     journal.unlink(missing_ok=True)
-    proc, base, startup = start_server(artifacts, journal, group_commit, log)
+    proc, base, startup = start_server(artifacts, journal, group_commit, log, src=src)
     try:
         items = [i["id"] for i in httpx.get(f"{base}/items", params={"limit": 200}).json()["items"]]
         users = [u["id"] for u in httpx.get(f"{base}/users", params={"limit": 500}).json()["users"]]
         for u in users[:20]:  # warm up lazy imports and caches
             httpx.get(f"{base}/users/{u}/recommendations", params={"k": 10}, timeout=60)
         httpx.post(f"{base}/users/{tag}-warmup/feedback", json={"item_id": items[0]}, timeout=60)
-        result = load(base, items, users, args.writers, args.readers, args.seconds, proc, tag)
+        result = load(base, items, users, args.writers, args.readers, args.seconds, proc, tag,
+                      args.client)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(30)
     acked = result["acked"]
     # restart on the same journal: every acknowledged feedback must be back
-    proc, base, restart = start_server(artifacts, journal, group_commit, log)
+    proc, base, restart = start_server(artifacts, journal, group_commit, log, src=src)
     try:
         want: dict[str, int] = {}
         for user, _ in acked:
@@ -199,13 +291,15 @@ def run_mode(artifacts: Path, work: Path, group_commit: bool, args: argparse.Nam
     lost_journal = len(set(acked) - in_journal)
     fb = percentiles(result["latency"]["feedback"])
     return {
-        "mode": name, "seconds": round(result["seconds"], 1),
+        "mode": name, "client": args.client, "seconds": round(result["seconds"], 1),
         "writers": args.writers, "readers": args.readers,
         "acknowledged": len(acked), "lost_journal": lost_journal, "lost_api": lost_api,
         "journaled_not_acknowledged": len(in_journal) - len(set(acked)) - 1,  # - warm-up
         "feedback_per_second": round(len(acked) / result["seconds"], 1),
         "feedback": fb, "recommendations": percentiles(result["latency"]["recommendations"]),
         "errors": result["errors"], "startup_s": round(startup, 1),
+        "server_cpu_s": result["server_cpu_s"], "client_cpu_s": result["client_cpu_s"],
+        "load_average": round(os.getloadavg()[0], 1),
         "restart_with_replay_s": round(restart, 1),
     }
 
@@ -224,6 +318,13 @@ def main() -> None:
                              "temporary folder; the journal's fsyncs go to its disk).")
     parser.add_argument("--no-baseline", action="store_true",
                         help="Skip the baseline run with one fsync per write.")
+    parser.add_argument("--client", choices=("stdlib", "httpx"), default="stdlib",
+                        help="HTTP client of the load threads: http.client (default, light) "
+                             "or httpx (the client of the first measurements, about 3x the "
+                             "CPU per request).")
+    parser.add_argument("--before-src", type=Path, default=None,
+                        help="Also run the load against the server code in this src folder "
+                             "(an earlier version), for a before / now comparison.")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -241,8 +342,13 @@ def main() -> None:
                   flush=True)
             artifacts = build_demo(work / "demo", args.demo_items, args.demo_users)
         results = []
-        for group_commit in (True,) if args.no_baseline else (True, False):
-            r = run_mode(artifacts.resolve(), work, group_commit, args)
+        runs: list[tuple[bool, Path | None]] = [(True, None)]
+        if args.before_src is not None:
+            runs.append((True, args.before_src.resolve()))
+        if not args.no_baseline:
+            runs.append((False, None))
+        for group_commit, src in runs:
+            r = run_mode(artifacts.resolve(), work, group_commit, args, src)
             results.append(r)
             print(f"\n{r['mode']}: {r['seconds']} s, {r['writers']} writers, {r['readers']} "
                   f"readers")
@@ -255,7 +361,16 @@ def main() -> None:
                       f"p99 {s.get('p99_ms', '-')} ms  max {s.get('max_ms', '-')} ms  "
                       f"errors {r['errors'][ep]}")
             print(f"  startup {r['startup_s']} s, restart with replay {r['restart_with_replay_s']}"
-                  f" s", flush=True)
+                  f" s; CPU during the load: server {r['server_cpu_s']} s, client "
+                  f"{r['client_cpu_s']} s; load average {r['load_average']}", flush=True)
+        print("\n| run | acknowledged | lost | feedback p50 / p99 ms | "
+              "recommendations p50 / p99 ms |")
+        print("|---|---:|---:|---:|---:|")
+        for r in results:
+            fb, rec = r["feedback"], r["recommendations"]
+            print(f"| {r['mode']} | {r['acknowledged']} ({r['feedback_per_second']}/s) | "
+                  f"{r['lost_journal'] + r['lost_api']} | {fb.get('p50_ms')} / "
+                  f"{fb.get('p99_ms')} | {rec.get('p50_ms')} / {rec.get('p99_ms')} |")
         text = json.dumps(results, indent=2)
         if args.json:
             args.json.write_text(text + "\n")

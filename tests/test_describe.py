@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -16,23 +17,27 @@ from fuserec.cli import app
 from fuserec.data.loaders import load_catalog
 from fuserec.data.synthetic import DemoCatalogSpec, generate_demo_catalog
 from fuserec.describe import (
+    Budget,
     DescribeError,
     Describer,
     Description,
     LLMBackend,
     LLMError,
     OpenAIEndpointLLM,
+    Request,
     TextCache,
     check_text,
     clean_text,
     describe_catalog,
     describe_files,
     generate_checked,
+    generate_checked_many,
     imagenet_class_names,
     load_described,
     save_described,
 )
 from fuserec.describe.audio import render_acoustic_text
+from fuserec.describe.faithful import item_facts
 from fuserec.describe.image import render_image_text, visual_facts
 from fuserec.describe.prompts import item_prompt, item_template
 from fuserec.fuse.base import View
@@ -40,11 +45,11 @@ from fuserec.fuse.router import DESCRIBE, ConsistencyRouter, agreement
 
 
 class FakeLLM(LLMBackend):
-    """Answers from a list, counting calls."""
+    """Answers from a list (an answer may be a function of the prompt), counting calls."""
 
     name = "fake"
 
-    def __init__(self, answers: Sequence[str | Exception]) -> None:
+    def __init__(self, answers: Sequence) -> None:
         self.answers = list(answers)
         self.calls = 0
 
@@ -53,7 +58,18 @@ class FakeLLM(LLMBackend):
         self.calls += 1
         if isinstance(answer, Exception):
             raise answer
-        return answer
+        return answer(messages) if callable(answer) else answer
+
+
+def restate_title(messages) -> str:
+    """What a faithful model says: the title from the prompt's facts, nothing more."""
+    line = next(x for x in messages[-1]["content"].splitlines() if x.startswith("- title: "))
+    return f"{line[len('- title: '):]} is an item with a picture."
+
+
+PASTA = item_facts([("title", "The bold pasta")], {"labels": [{"label": "plate", "p": 0.5}],
+                                                    "colours": {"red": 0.6}},
+                   "A picture that looks like a plate; mostly red.", None, "a low drone")
 
 
 class FakeDescriber(Describer):
@@ -119,22 +135,49 @@ def test_clean_text_trims_quotes_labels_and_unfinished_sentences():
 
 
 def test_generate_checked_falls_back_and_records_why(tmp_path):
-    messages = item_prompt("The bold pasta", "red discs", "a low drone")
+    messages = item_prompt(PASTA)
     fallback = item_template("The bold pasta", "red discs", "a low drone")
-    good = FakeLLM(["A bold pasta guide, pictured with red discs and a low drone."])
+    good = FakeLLM(["The bold pasta has a picture of a red plate. It was invented in Rome."])
     cache = TextCache(tmp_path)
-    out = generate_checked(good, messages, fallback, cache)
-    assert out.source == "llm" and "pasta" in out.text and out.fallback_reason is None
-    again = generate_checked(good, messages, fallback, cache)
+    out = generate_checked(good, messages, fallback, cache, facts=PASTA)
+    # the unsupported second sentence is dropped, the supported first one kept
+    assert out.source == "llm" and out.text == "The bold pasta has a picture of a red plate."
+    assert (out.sentences, out.rejected, out.main_complete) == (2, 1, True)
+    again = generate_checked(good, messages, fallback, cache, facts=PASTA)
     assert again.text == out.text and good.calls == 1  # cached by prompt hash
     for answer, why in (("", "empty"), ("ok ok ok ok ok ok ok ok ok ok ok ok ok", "repetitive"),
                         (LLMError("down"), "backend error"),
-                        ("Their favourite festival snack is a starfish eaten at midnight.",
-                         "ungrounded")):
-        out = generate_checked(FakeLLM([answer]), messages, fallback)
+                        ("The bold pasta was passed down through generations.", "unsupported"),
+                        ("The bold pasta costs 12 euros in a blue box.", "unsupported")):
+        out = generate_checked(FakeLLM([answer]), messages, fallback, facts=PASTA)
         assert out.source == "template" and out.text == fallback
         assert why in out.fallback_reason
+    # without facts, the older word-overlap check still guards
+    out = generate_checked(FakeLLM(["Their favourite festival snack is a starfish eaten at "
+                                    "midnight."]), messages, fallback)
+    assert out.source == "template" and "ungrounded" in out.fallback_reason
     assert generate_checked(None, messages, fallback).source == "template"
+
+
+def test_generate_checked_many_batches_caches_and_keeps_to_its_budget(tmp_path):
+    class Batched(FakeLLM):
+        batch_size = 2
+
+        def chat_batch(self, batch, max_tokens=None):
+            self.batches = getattr(self, "batches", 0) + 1
+            time.sleep(0.2)
+            return [self.chat(m, max_tokens) for m in batch]
+
+    facts = [item_facts([("title", f"The bold pasta {n}")]) for n in range(5)]
+    requests = [Request(item_prompt(f), f"template {n}", f) for n, f in enumerate(facts)]
+    llm, cache = Batched([restate_title]), TextCache(tmp_path)
+    out = generate_checked_many(llm, requests, cache, budget=Budget(0.3))
+    assert llm.batches == 2  # the budget was spent after the second batch of two
+    assert [g.source for g in out] == ["llm"] * 4 + ["template"]
+    assert "budget" in out[4].fallback_reason and out[0].text.startswith("The bold pasta 0")
+    again = Batched([restate_title])
+    out = generate_checked_many(again, requests, TextCache(tmp_path))
+    assert again.calls == 1 and all(g.source == "llm" for g in out)  # a rerun writes once
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -180,7 +223,7 @@ def endpoint() -> Iterator[str]:
 def test_openai_endpoint_backend_with_retries_and_key(endpoint):
     _Handler.fail_first = 2
     llm = OpenAIEndpointLLM(endpoint, model="tiny", api_key="secret", retries=2, backoff=0.01)
-    out = generate_checked(llm, item_prompt("A title", "", ""), "fallback")
+    out = generate_checked(llm, item_prompt(item_facts([("title", "A title")])), "fallback")
     assert out.source == "llm" and out.text.startswith("An item described")
     assert len(_Handler.requests) == 3
     last = _Handler.requests[-1]
@@ -191,7 +234,7 @@ def test_openai_endpoint_backend_with_retries_and_key(endpoint):
 def test_openai_endpoint_gives_up_and_falls_back(endpoint, monkeypatch):
     _Handler.fail_first = 10
     llm = OpenAIEndpointLLM(endpoint, retries=1, backoff=0.01)
-    out = generate_checked(llm, item_prompt("A title", "", ""), "fallback text")
+    out = generate_checked(llm, item_prompt(item_facts([("title", "A title")])), "fallback text")
     assert out.source == "template" and "backend error" in out.fallback_reason
     assert len(_Handler.requests) == 2
     # configuration from the environment; an unreachable port fails fast, then falls back
@@ -255,7 +298,7 @@ def small_catalog(tmp_path_factory):
 
 def test_describe_catalog_save_load_and_cli(small_catalog, tmp_path):
     history = {u: small_catalog.item_ids[:3] for u in small_catalog.user_ids}
-    llm = FakeLLM(["A tidy description of an item with a picture and a sound.", ""])
+    llm = FakeLLM([restate_title, ""])
     described = describe_catalog(small_catalog, FakeDescriber(), None, llm,
                                  TextCache(tmp_path / "c"), history,
                                  llm_items=small_catalog.item_ids[:2],

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from fuserec.describe import Description, generate_checked, get_describer
-from fuserec.describe.prompts import item_prompt, item_template
+from fuserec.describe import Description, Request, TextCache, generate_checked_many, get_describer
+from fuserec.describe.faithful import item_facts
+from fuserec.describe.prompts import item_prompt
 
 pytestmark = pytest.mark.slow
 
@@ -66,15 +67,25 @@ def test_a_clip_without_speech_gets_acoustic_words(audio_describer, tmp_path):
     assert "beats per minute" in result.text and "without words" in result.text
 
 
-def test_local_llm_writes_a_checked_description(local_llm):
-    args = ("The bold pasta. Homemade pasta dough and a spicy sauce.",
-            "A picture that looks like a plate; mostly red.", "")
-    out = generate_checked(local_llm, item_prompt(*args), item_template(*args), max_tokens=40)
-    assert out.text.strip()
-    # the small model usually passes the checks; if not, the fallback must be recorded
-    assert out.source == "llm" or out.fallback_reason
-    again = local_llm.chat(item_prompt(*args), max_tokens=40)
-    assert again == local_llm.chat(item_prompt(*args), max_tokens=40)  # deterministic
+def test_local_llm_writes_checked_descriptions_in_batches(local_llm, tmp_path):
+    facts = [item_facts([("title", "The bold pasta"),
+                         ("description", "Homemade pasta dough and a spicy sauce.")],
+                        {"labels": [{"label": "plate", "p": 0.5}], "colours": {"red": 0.7}},
+                        "A picture that looks like a plate; mostly red."),
+             item_facts([("title", "The calm trail"),
+                         ("description", "A long walk above the tree line.")],
+                        {"labels": [{"label": "valley", "p": 0.5}], "colours": {"green": 0.7}},
+                        "A picture that looks like a valley; mostly green.")]
+    requests = [Request(item_prompt(f), f"template {n}", f) for n, f in enumerate(facts)]
+    out = generate_checked_many(local_llm, requests, TextCache(tmp_path))
+    for g in out:
+        # a kept text passed the checker; a rejected one says why
+        assert g.source == "llm" and g.sentences >= 1 or g.fallback_reason
+    assert sum(g.source == "llm" for g in out) >= 1, [g.fallback_reason for g in out]
+    batch = local_llm.chat_batch([r.messages for r in requests])
+    # greedy and deterministic for the same batch (a different batch pads the prompts
+    # differently, which may change an int8 answer: the text cache keeps the first one)
+    assert batch == local_llm.chat_batch([r.messages for r in requests])
 
 
 def test_pipeline_with_describe_and_router(tmp_path):

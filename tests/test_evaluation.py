@@ -409,7 +409,8 @@ def test_report_on_real_demo_artifacts(tmp_path):
 
     runner = CliRunner()
     run = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--items", "60",
-                              "--users", "30", "--no-progress"])
+                              "--users", "30", "--no-progress",
+                              "--llm-budget", "20"])
     assert run.exit_code == 0, run.output
     result = runner.invoke(app, ["report", "--artifacts", str(tmp_path / "demo" / "artifacts")])
     assert result.exit_code == 0, result.output

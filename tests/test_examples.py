@@ -59,6 +59,7 @@ def test_written_folder_is_a_catalog_with_split_and_trailer_audio(tmp_path):
     first = catalog.items.iloc[0]
     assert first["title"] == "Toy Story (1995)" and first["attr_year"] == "1995"
     assert first["genres"] == "Animation, Children's, Comedy"
+    assert first["attr_genre"] == "Animation|Children's|Comedy"  # the page's genre facet
     assert "second line" in first["description"]
     assert first["images"] == ["posters/1.jpg"] and catalog.items.iloc[1]["images"] == []
     assert (tmp_path / "catalog" / "posters" / "1.jpg").read_bytes() == \

@@ -6,6 +6,7 @@ import scipy.sparse as sp
 
 from fuserec.fuse import View
 from fuserec.models import (
+    ALS,
     BPRMF,
     EASE,
     MODELS,
@@ -20,7 +21,9 @@ from fuserec.models import (
     MultimodalEASE,
     Popularity,
     Recommender,
+    TextFusion,
 )
+from fuserec.models.base import fit_with
 
 # 6 users x 8 items: users 0-2 like the "even" items, users 3-5 the "odd" items, and the items
 # carry that structure in their content (text: one direction per group; image: noise).
@@ -51,11 +54,26 @@ def _data():
 
 _FAST = {"factors": 8, "seed": 0, "threads": 1}
 
+# item texts for the text models, with the same two groups: even items space, odd items love
+_SPACE = ["a rocket launch into outer space", "astronauts explore a distant galaxy",
+          "a space station orbiting mars", "aliens invade from the stars",
+          "a starship crew on a deep space mission", "a comet is about to hit the planet",
+          "robots build a base on the moon", "a voyage beyond the solar system"]
+_LOVE = ["a romantic love story in paris", "two hearts fall in love at a wedding",
+         "a first date turns into romance", "newlyweds on their honeymoon",
+         "a love letter from an old flame", "a romantic comedy about a proposal",
+         "a couple renews their wedding vows", "a summer romance by the sea"]
+
+
+def _texts(n_items: int) -> list[str]:
+    return [(_SPACE if i % 2 == 0 else _LOVE)[i // 2] for i in range(n_items)]
+
 MODEL_FACTORIES = {
     "popularity": lambda: Popularity(),
     "content-cosine": lambda: ContentCosine(weights={"text": 1.0, "image": 0.1}),
     "item-knn": lambda: ItemKNN(neighbors=20, shrink=0.0),
     "ease": lambda: EASE(l2=1.0),
+    "als": lambda: ALS(factors=8, regularization=1.0),
     "mmease": lambda: MultimodalEASE(l2=1.0, alpha={"text": 5.0}),
     "blend": lambda: Blend([{"model": "ease", "params": {"l2": 1.0}},
                             {"model": "content-cosine",
@@ -66,15 +84,17 @@ MODEL_FACTORIES = {
     "fusion": lambda: FusionRecommender(hidden=16, gate="mean", id_dropout=0.2, epochs=60,
                                         batch_size=8, lr=0.02, **_FAST),
     "multdae": lambda: MultDAE(dropout=0.2, epochs=80, batch_size=8, lr=0.02, reg=0.0, **_FAST),
+    "textfusion": lambda: TextFusion(epochs=8, batch_size=8, negatives=8, seed=0, threads=1),
     "fusegraph": lambda: FuseGraph(hidden=16, knn=3, epochs=60, batch_size=64, lr=0.02,
                                    **_FAST),
 }
 # which known answer each model must give: the content fixture (items with no interactions,
 # ranked from content) or the collaborative checkerboard (plus its cold items for hybrids)
 CONTENT_ANSWER = {"content-cosine"}
-COLLABORATIVE = {"item-knn", "ease", "mmease", "bpr-mf", "lightgcn", "vbpr", "fusion",
-                 "fusegraph", "multdae", "blend"}
-COLD_FROM_CONTENT = {"content-cosine", "vbpr", "fusion", "fusegraph", "mmease", "blend"}
+COLLABORATIVE = {"item-knn", "ease", "als", "mmease", "bpr-mf", "lightgcn", "vbpr", "fusion",
+                 "fusegraph", "multdae", "blend", "textfusion"}
+COLD_FROM_CONTENT = {"content-cosine", "vbpr", "fusion", "fusegraph", "mmease", "blend",
+                     "textfusion"}
 
 
 def test_every_registered_model_is_under_contract():
@@ -84,7 +104,8 @@ def test_every_registered_model_is_under_contract():
 @pytest.fixture(params=sorted(MODEL_FACTORIES))
 def fitted(request):
     matrix, features = _data()
-    model = MODEL_FACTORIES[request.param]().fit(matrix, item_features=features)
+    model = fit_with(MODEL_FACTORIES[request.param](), matrix, features,
+                     item_texts=_texts(N_ITEMS))
     return request.param, model, matrix
 
 
@@ -207,7 +228,7 @@ def _checkerboard():
 @pytest.mark.parametrize("name", sorted(COLLABORATIVE))
 def test_collaborative_known_answers(name):
     matrix, features = _checkerboard()
-    model = MODEL_FACTORIES[name]().fit(matrix, item_features=features)
+    model = fit_with(MODEL_FACTORIES[name](), matrix, features, item_texts=_texts(CB_ITEMS))
     ids, _ = model.recommend(np.arange(CB_USERS), k=CB_ITEMS)
     # the same users folded in from their history rows alone, as serving scores them after
     # feedback, must get the same known answer

@@ -86,7 +86,8 @@ def test_cli_demo_prints_the_table_and_where_output_went(demo_run, tmp_path):
     runner = CliRunner(env={"COLUMNS": "200"})
     result = runner.invoke(app, ["demo", "--out", str(tmp_path), "--items", "150",
                                       "--users", "80", "--seed", "11", "--cache",
-                                      str(out / "cache"), "--no-progress"])
+                                      str(out / "cache"), "--no-progress",
+                                      "--llm-budget", "20"])
     assert result.exit_code == 0, result.output
     assert "fused" in result.output and "report.md" in result.output
     assert (tmp_path / "artifacts" / "manifest.json").exists()

@@ -347,3 +347,95 @@ def test_overview_shows_catalog_and_served_model(server, browser):
     assert page.locator("[data-testid=panel]").is_hidden()
     assert not page.errors, page.errors
     page.context.close()
+
+
+def test_like_then_undo_unmarks_it_from_the_note_or_the_history(server, browser):
+    url, state = server
+    user = sorted(state.user_row)[5]
+    page = _open(browser, f"{url}/?user={user}")
+    cards = page.locator("[data-testid=recs] [data-testid=card]")
+    cards.first.wait_for()
+    for how in ("note", "history"):
+        first = cards.first
+        liked, title = first.get_attribute("data-id"), first.locator(".title").inner_text()
+        first.locator(".like").click()
+        # liked: confirmed, marked in the history, gone from the recommendations
+        page.wait_for_function("id => !document.querySelector(`[data-testid=recs] "
+                               "[data-id='${id}']`)", arg=liked)
+        marked = page.locator(f"[data-testid=history-item].fresh[data-id='{liked}']")
+        marked.wait_for()
+        note = page.locator("[data-testid=note]")
+        assert note.is_visible() and title in note.inner_text()
+        assert state.feedback[user].get(state.position(liked))
+        if how == "note":
+            page.click("[data-testid=note-action]")
+        else:
+            page.locator(".hist-row", has=marked).locator("[data-testid=history-undo]").click()
+        # undone: unmarked, recommended again, the server forgot the feedback
+        page.wait_for_function("id => !!document.querySelector(`[data-testid=recs] "
+                               "[data-id='${id}']`)", arg=liked)
+        assert marked.count() == 0
+        assert "Undone" in note.inner_text() and title in note.inner_text()
+        assert not state.feedback[user].get(state.position(liked))
+    assert page.locator("[data-testid=error]").is_hidden()
+    assert not page.errors, page.errors
+    page.context.close()
+
+
+def test_phone_first_screen_shows_recommendations_and_folds_the_options(server, browser):
+    url, state = server
+    user = sorted(state.user_row)[6]
+    page = _open(browser, f"{url}/?user={user}", width=390, height=844)
+    first = page.locator("[data-testid=recs] [data-testid=card]").first
+    first.wait_for()
+    page.wait_for_timeout(200)  # history and images settle
+    box = first.bounding_box()
+    assert box is not None and 0 <= box["y"] < 844, box  # a card starts on the first screen
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert page.locator("[data-testid=facets]").is_hidden()
+    assert page.locator("[data-testid=user-select]").is_visible()  # the user stays at hand
+    page.click("[data-testid=panel-toggle]")
+    assert page.locator("[data-testid=facets]").is_visible()
+    assert page.get_attribute("[data-testid=panel-toggle]", "aria-expanded") == "true"
+    page.fill("[data-testid=facet-year-min]", "2000")
+    page.press("[data-testid=facet-year-min]", "Enter")
+    page.click("[data-testid=panel-toggle]")  # folded again: the toggle says a filter is on
+    assert page.locator("[data-testid=facets]").is_hidden()
+    assert "(1 on)" in page.locator("[data-testid=panel-toggle]").inner_text()
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert not page.errors, page.errors
+    page.context.close()
+    wide = _open(browser, f"{url}/?user={user}")  # a wide screen shows everything, no toggle
+    wide.locator("[data-testid=recs] [data-testid=card]").first.wait_for()
+    assert wide.locator("[data-testid=facets]").is_visible()
+    assert wide.locator("[data-testid=panel-toggle]").is_hidden()
+    wide.context.close()
+
+
+def test_overview_shows_most_recommended_after_popular_before(artifacts, browser):
+    serving = _serve(artifacts, token="")  # a server of its own: nothing recommended yet
+    url, state = next(serving)
+    try:
+        # an unknown user: the page asks for no recommendations of its own in the background
+        page = _open(browser, f"{url}/?tab=overview&user=nobody")
+        cards = page.locator("[data-testid=overview-popular] [data-testid=card]")
+        cards.first.wait_for()
+        assert page.locator("[data-testid=overview-title]").inner_text() == "Most popular items"
+        assert "Nothing has been recommended" in \
+            page.locator("[data-testid=overview-sub]").inner_text()
+        user = sorted(state.user_row)[0]
+        recs = httpx.get(f"{url}/users/{user}/recommendations", params={"k": 4}).json()
+        given = {r["item"]["id"] for r in recs["results"]}
+        page.reload()
+        page.wait_for_function("() => document.querySelector('[data-testid=overview-title]')"
+                               ".textContent === 'Most recommended items'")
+        cards.first.wait_for()
+        shown = set(cards.evaluate_all("cs => cs.map(c => c.dataset.id)"))
+        assert shown == given
+        assert "recommended 1×" in cards.first.locator(".score").inner_text()
+        assert "1 recommendation answer" in \
+            page.locator("[data-testid=overview-sub]").inner_text()
+        assert not page.errors, page.errors
+        page.context.close()
+    finally:
+        next(serving, None)

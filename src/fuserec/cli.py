@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,6 +42,11 @@ _MODEL_HELP = ("Candidate model (repeatable), or 'auto' for every candidate (con
                "validation is served. See `fuserec models`.")
 
 
+_LLM_HELP = ("LLM for describe: smollm2 (SmolLM2-135M on CTranslate2, default), gemma3-270m "
+             "(Gemma 3 270M, Gemma terms apply), transformers (slow reference), llama-cpp, "
+             "openai (FUSEREC_LLM_BASE_URL), or 'none' for template texts only.")
+
+
 def _models(names: list[str]) -> tuple[str, ...]:
     """The candidates ``--model`` names ('auto' expands to the default set)."""
     from fuserec.evaluate.selection import AUTO_CANDIDATES
@@ -67,10 +74,10 @@ def demo(
     cache: Path | None = typer.Option(None, help="Embedding cache folder (default OUT/cache)."),
     progress: bool = typer.Option(True, help="Show progress bars."),
     describe: bool = typer.Option(True, help="Run describe + the consistency router."),
-    llm: str = typer.Option("smollm2", help="LLM backend for describe (smollm2, llama-cpp, "
-                            "openai) or 'none' for template texts only."),
-    llm_items: int = typer.Option(3, min=0, help="Items (the first ones, shown in the report) "
-                                  "whose description the LLM writes; the rest use the template."),
+    llm: str = typer.Option("smollm2", help=_LLM_HELP),
+    llm_budget: float = typer.Option(
+        240.0, min=0.0, help="Seconds the LLM may spend writing item descriptions and user "
+        "profiles; what it does not reach gets the template text (the report says how many)."),
     model: list[str] = typer.Option(["auto"], help=_MODEL_HELP),
 ) -> None:
     """Generate the demo catalog, then validate, encode, fuse, train and select models, and
@@ -80,8 +87,8 @@ def demo(
     from fuserec.pipeline.describe import DescribeConfig
 
     spec = DemoCatalogSpec(n_items=items, n_users=users, seed=seed, inject_errors=inject_errors)
-    describe_config = DescribeConfig(llm=None if llm == "none" else llm, llm_items=llm_items,
-                                     llm_users=min(llm_items, 1)) if describe else None
+    describe_config = DescribeConfig(llm=None if llm == "none" else llm,
+                                     llm_budget_s=llm_budget) if describe else None
     with user_errors():
         results = run_demo(out, spec, PipelineConfig(cache_dir=cache, progress=progress,
                                                      describe=describe_config,
@@ -99,9 +106,11 @@ def run(
     test_fraction: float = typer.Option(0.2, min=0.0, max=0.9, help="Held-out share per user."),
     seed: int = typer.Option(0, help="Seed of the split."),
     progress: bool = typer.Option(True, help="Show progress bars."),
-    describe: bool = typer.Option(False, help="Run describe + the consistency router."),
-    llm: str = typer.Option("none", help="LLM backend for describe (smollm2, llama-cpp, openai) "
-                            "or 'none' for template texts; the LLM writes every description."),
+    describe: bool = typer.Option(True, help="Run describe + the consistency router."),
+    llm: str = typer.Option("smollm2", help=_LLM_HELP),
+    llm_budget: float = typer.Option(
+        600.0, min=0.0, help="Seconds the LLM may spend writing item descriptions and user "
+        "profiles; what it does not reach gets the template text (the report says how many)."),
     model: list[str] = typer.Option(["auto"], help=_MODEL_HELP),
     validation_fraction: float = typer.Option(
         0.1, min=0.01, max=0.5, help="Share of each user's interactions held out for early "
@@ -109,6 +118,9 @@ def run(
     model_seconds: float = typer.Option(
         300.0, min=1.0, help="Training budget of each learned model in seconds (it keeps its "
         "best epoch on validation so far)."),
+    train_budget: float = typer.Option(
+        150.0, min=0.0, help="Seconds for all gradient-trained candidates together, shared "
+        "equally as they start (closed-form models do not count); 0 for no shared budget."),
 ) -> None:
     """Run the pipeline on your own catalog folder: validate, encode, train the candidate
     models, select the best on validation, report every candidate on test, write artifacts.
@@ -117,12 +129,12 @@ def run(
     from fuserec.pipeline import PipelineConfig, run_pipeline
     from fuserec.pipeline.describe import DescribeConfig
 
-    describe_config = DescribeConfig(llm=None if llm == "none" else llm, llm_items=None,
-                                     llm_users=None, llm_budget_s=None) if describe else None
+    describe_config = DescribeConfig(llm=None if llm == "none" else llm,
+                                     llm_budget_s=llm_budget) if describe else None
     config = PipelineConfig(test_fraction=test_fraction, seed=seed, cache_dir=cache,
                             progress=progress, describe=describe_config, models=_models(model),
                             validation_fraction=validation_fraction,
-                            model_seconds=model_seconds)
+                            model_seconds=model_seconds, train_budget=train_budget or None)
     with user_errors():
         run_pipeline(catalog, out, config, console)
 
@@ -189,6 +201,8 @@ def _engine(engine: str, address: str | None, workers: int | None, cpus_per_work
 
 
 _ENGINE_HELP = "Where to run: local (in-process, the default) or ray."
+#: the GIL switch interval of `fuserec serve` (see serve()); Python's default is 5 ms
+SERVE_SWITCH_INTERVAL_S = 0.0005
 _ADDRESS_HELP = ("Ray cluster to join: 'auto' (a `ray start` node here), 'HOST:6379' or "
                  "'ray://HOST:10001'. Unset: start a local Ray.")
 
@@ -327,13 +341,29 @@ def serve(
     state = web.state.serving
     console.print(f"serving {state.n_items} items and {len(state.users)} users from {artifacts}")
     if journal is not None:
+        undone = state.replayed.get("unfeedback", 0)
         console.print(f"journal {journal}: replayed {state.replayed['feedback']} feedback "
-                      f"events and {state.replayed['items']} new items")
+                      f"events{f' ({undone} undone)' if undone else ''} and "
+                      f"{state.replayed['items']} new items")
     needs = ("; write endpoints need the token" if public_reads
              else "; write and user endpoints need the token") if token else ""
     console.print(f"open [bold]http://{host}:{port}/[/] (API docs at http://{host}:{port}/docs)"
                   + needs)
-    uvicorn.run(web, host=host, port=port, log_level="warning")
+    # the event loop, the journal's committer and the scoring threads share one GIL: a thread
+    # that wakes (an fsync done, scores to compute) waits up to this interval for a busy loop
+    # to let go; Python's 5 ms default is what a feedback or a recommendation waited, twice
+    # everything loaded so far (torch, pandas, the artifacts: about 265,000 objects on the
+    # demo) lives as long as the server; a full garbage collection scanned all of it and
+    # stalled the event loop for 0.3-3 s under load, every request in flight waiting. Frozen,
+    # a full collection scans only what requests created (under 25 ms measured)
+    gc.collect()
+    gc.freeze()
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(SERVE_SWITCH_INTERVAL_S)
+    try:
+        uvicorn.run(web, host=host, port=port, log_level="warning")
+    finally:  # a caller in the same process (a test) gets its own setting back
+        sys.setswitchinterval(previous)
 
 
 def _is_loopback(host: str) -> bool:

@@ -57,11 +57,25 @@ def ranked_metrics(score: Callable[[np.ndarray], np.ndarray], target: sp.csr_mat
     Evaluation, early stopping, blend weights and model selection all rank through here.
     Returns ``{"recall@k": ..., "ndcg@k": ..., "users": n}``.
     """
+    per_user = user_metrics(score, target, ks, exclude, candidates, batch, advance)
+    n = len(per_user["users"])
+    out: dict[str, float] = {key: float(v.sum()) / max(n, 1)
+                             for key, v in per_user.items() if key != "users"}
+    out["users"] = int(n)
+    return out
+
+
+def user_metrics(score: Callable[[np.ndarray], np.ndarray], target: sp.csr_matrix,
+                 ks: Sequence[int] = (10,), exclude: sp.csr_matrix | None = None,
+                 candidates: np.ndarray | None = None, batch: int = 1024,
+                 advance: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+    """:func:`ranked_metrics` per user: ``{"users": ids, "recall@k": values, ...}``, one value
+    per user with ``target`` items (so any subset of users can be averaged afterwards)."""
     target = sp.csr_matrix(target)
     users = np.flatnonzero(np.diff(target.indptr) > 0)
     max_k = max(ks)
     discounts = 1.0 / np.log2(np.arange(2, max_k + 2))
-    sums = {f"{m}@{k}": 0.0 for k in ks for m in ("recall", "ndcg")}
+    out = {f"{m}@{k}": np.zeros(len(users)) for k in ks for m in ("recall", "ndcg")}
     for start in range(0, len(users), batch):
         b = users[start:start + batch]
         s = apply_filters(np.array(score(b), dtype=np.float32), b, exclude, candidates)
@@ -73,14 +87,8 @@ def ranked_metrics(score: Callable[[np.ndarray], np.ndarray], target: sp.csr_mat
         for k in ks:
             h = hits[:, :k]
             idcg = np.array([discounts[: min(k, int(n))].sum() for n in n_rel])
-            sums[f"recall@{k}"] += float((h.sum(1) / n_rel).sum())
-            sums[f"ndcg@{k}"] += float(((h * discounts[:k]).sum(1) / idcg).sum())
+            out[f"recall@{k}"][start:start + len(b)] = h.sum(1) / n_rel
+            out[f"ndcg@{k}"][start:start + len(b)] = (h * discounts[:k]).sum(1) / idcg
         if advance is not None:
             advance(len(b))
-    n = max(len(users), 1)
-    out: dict[str, float] = {}
-    for k in ks:
-        out[f"recall@{k}"] = sums[f"recall@{k}"] / n
-        out[f"ndcg@{k}"] = sums[f"ndcg@{k}"] / n
-    out["users"] = int(len(users))
-    return out
+    return {"users": users, **out}

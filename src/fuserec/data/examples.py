@@ -5,7 +5,9 @@
 MMTF-14K trailer-audio descriptors) into a catalog that ``fuserec validate`` / ``fuserec run``
 read like any other::
 
-    items.csv                  id, title, genres, attr_year, description, images
+    items.csv                  id, title, genres, attr_year, attr_genre (the genres, several
+                               values separated by ``|``: the page's genre facet),
+                               description, images
     posters/<id>.jpg           the poster JPEGs (copied: the loader refuses symlinks that
                                leave the catalog)
     interactions.csv           user_id, item_id, split (train / validation / test)
@@ -137,6 +139,7 @@ def write_movielens_catalog(data_dir: Path, out: Path, validation_fraction: floa
         "title": items["title"],
         "genres": items["genres"].str.replace("|", ", ", regex=False),
         "attr_year": items["title"].map(_year),
+        "attr_genre": items["genres"],  # "Action|Comedy": a filter genre==Comedy matches it
         "description": items.get("llm_description", ""),
         "images": images,
     })

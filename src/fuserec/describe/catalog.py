@@ -6,11 +6,13 @@ Per item the stage produces its text views:
 ``own``      the item's own text fields (title, description, ...)
 ``image``    :class:`~fuserec.describe.image.ImageNetLabeler` words for its pictures
 ``audio``    transcript or acoustic words for its clips
-``unified``  one description written by the LLM from the three above (or the template text
-             when there is no LLM, the item is not among those sent to it, or the answer
-             failed the checks; ``source`` and ``fallback_reason`` record which)
+``unified``  one description written by the LLM from the facts of the three above and the
+             item's attributes (:mod:`fuserec.describe.faithful`), or the template text when
+             there is no LLM, the time budget ran out, or the answer failed the checks
+             (``source`` and ``fallback_reason`` record which)
 
 Per user, a taste profile written from their own text and the items they chose in training.
+Prompts go to the LLM in batches (:func:`~fuserec.describe.generate.generate_checked_many`).
 The artifacts' ``describe/`` folder holds ``items.parquet``, ``users.parquet`` (texts, facts
 as JSON, agreement and route per item), ``embeddings.safetensors`` and ``summary.json``.
 """
@@ -18,7 +20,6 @@ as JSON, agreement and route per item), ``embeddings.safetensors`` and ``summary
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,9 @@ import pandas as pd
 from fuserec.data import schema
 from fuserec.describe.base import DescribeError, Describer, Description
 from fuserec.describe.cache import TextCache
-from fuserec.describe.llm import GeneratedText, LLMBackend, generate_checked
+from fuserec.describe.faithful import Facts, item_facts, user_facts
+from fuserec.describe.generate import Budget, GeneratedText, Request, generate_checked_many
+from fuserec.describe.llm import LLMBackend
 from fuserec.describe.prompts import item_prompt, item_template, user_prompt, user_template
 from fuserec.encode.hashing import file_hash
 from fuserec.io import write_json, write_with
@@ -118,6 +121,9 @@ class DescribedCatalog:
     routes: list[str] | None = None
     threshold: float | None = None
     llm_seconds: float = 0.0
+    item_facts: list[Facts] = field(default_factory=list)
+    user_facts: list[Facts] = field(default_factory=list)
+    llm_budget_s: float | None = None
 
     @property
     def unified_texts(self) -> list[str]:
@@ -138,6 +144,31 @@ class DescribedCatalog:
                 out[f"{prefix}_{key}"] += 1
         return out
 
+    def faithfulness(self) -> dict[str, Any]:
+        """Per run: share of LLM answers kept, the checker's unsupported-sentence rates before
+        and after it dropped sentences, fact coverage, and budget fallbacks."""
+        out: dict[str, Any] = {}
+        for prefix, gens in (("item", self.unified), ("user", self.profiles)):
+            answered = [g for g in gens if g.sentences]
+            kept = [g for g in gens if g.source == "llm"]
+            budget = sum(bool(g.fallback_reason and "budget" in g.fallback_reason)
+                         for g in gens)
+            sentences = sum(g.sentences for g in answered)
+            rejected = sum(g.rejected for g in answered)
+            covs = [g.coverage for g in kept if g.coverage is not None]
+            main = [g.main_complete for g in kept if g.main_complete is not None]
+            out[prefix] = {
+                "texts": len(gens), "answered": len(answered), "kept": len(kept),
+                "kept_share": round(len(kept) / len(answered), 4) if answered else None,
+                "budget_fallbacks": budget,
+                "unsupported_rate_raw": round(rejected / sentences, 4) if sentences else None,
+                # the checker dropped every sentence it judged unsupported
+                "unsupported_rate_kept": 0.0 if kept else None,
+                "coverage_mean": round(float(np.mean(covs)), 4) if covs else None,
+                "main_modality_complete_share": round(float(np.mean(main)), 4)
+                if main else None}
+        return out
+
     def item(self, item_id: str) -> dict[str, Any]:
         """All text views of one item, its agreement scores and route."""
         i = self.item_ids.index(item_id)
@@ -148,30 +179,31 @@ class DescribedCatalog:
 
 
 class _LLMGate:
-    """Decides which records go to the LLM: listed ids, within a time budget."""
+    """Sends the records' prompts to the LLM in batches within one time budget; a backend that
+    crashes (a model that cannot load) gives templates from then on, with the reason."""
 
-    def __init__(self, llm: LLMBackend | None, ids: Collection[str] | None,
-                 budget_s: float | None, cache: TextCache | None) -> None:
-        self.llm, self.ids, self.budget_s, self.cache = llm, ids, budget_s, cache
-        self.spent = 0.0
+    def __init__(self, llm: LLMBackend | None, budget_s: float | None,
+                 cache: TextCache | None) -> None:
+        self.llm, self.cache = llm, cache
+        self.budget = Budget(budget_s)
+        self.broken: str | None = None
 
-    def generate(self, rid: str, messages: list[dict[str, str]], fallback: str) -> GeneratedText:
-        if self.llm is None or (self.ids is not None and rid not in self.ids):
-            return GeneratedText(fallback, "template")
-        if self.budget_s is not None and self.spent >= self.budget_s:
-            return GeneratedText(fallback, "template", self.llm.name,
-                                 f"LLM time budget of {self.budget_s:g} s spent")
-        t0 = time.perf_counter()
+    def generate(self, requests: list[Request], progress: str = "") -> list[GeneratedText]:
+        if self.llm is None or not requests:
+            name = self.broken and self.broken.split(":")[0]
+            return [GeneratedText(r.fallback, "template", name,
+                                  self.broken and f"backend failed: {self.broken}")
+                    for r in requests]
         try:
-            out = generate_checked(self.llm, messages, fallback, self.cache)
+            return generate_checked_many(self.llm, requests, self.cache, budget=self.budget)
         except Exception as exc:  # a local model that cannot load: templates from now on
-            name = self.llm.name
+            self.broken = f"{self.llm.name}: {type(exc).__name__}: {exc}"
             self.llm = None
-            return GeneratedText(fallback, "template", name,
-                                 f"backend failed: {type(exc).__name__}: {exc}")
-        finally:
-            self.spent += time.perf_counter() - t0
-        return out
+            return self.generate(requests)
+
+
+def _attributes(row: pd.Series, columns: Sequence[str]) -> list[tuple[str, Any]]:
+    return [(c[len(schema.ATTR_PREFIX):], row[c]) for c in columns]
 
 
 def describe_catalog(catalog: schema.Catalog, image_describer: Describer | None,
@@ -184,13 +216,15 @@ def describe_catalog(catalog: schema.Catalog, image_describer: Describer | None,
     """Describe every item (and user, given ``history``: user id -> item ids in training).
 
     ``llm_items`` / ``llm_users`` restrict the LLM to those ids (None: all); everything else
-    gets the template text. ``llm_budget_s`` caps total LLM time (later records fall back).
+    gets the template text. ``llm_budget_s`` caps total generation time: items go first, then
+    users; what the budget does not reach falls back to the template, with the reason.
     """
     items = catalog.items
     ids = [str(i) for i in items[schema.ID]]
     cols = schema.text_columns(items)
-    own = [schema.record_text(row, cols) for _, row in items.iterrows()] if cols \
-        else [""] * len(ids)
+    attrs = schema.attribute_columns(items)
+    rows = [row for _, row in items.iterrows()]
+    own = [schema.record_text(row, cols) for row in rows] if cols else [""] * len(ids)
     errors: list[tuple[str, str, str]] = []
     views: dict[str, tuple[list[str], list[dict | None]]] = {}
     for modality, column, describer in (("image", schema.IMAGES, image_describer),
@@ -201,12 +235,15 @@ def describe_catalog(catalog: schema.Catalog, image_describer: Describer | None,
         texts, facts, errs = describe_media_column(items, catalog.root, column, describer, cache)
         views[modality] = (texts, facts)
         errors.extend((modality, rid, why) for rid, why in errs)
-    gate = _LLMGate(llm, llm_items, llm_budget_s, cache)
-    unified = [gate.generate(rid, item_prompt(t, im, au), item_template(t, im, au))
-               for rid, t, im, au in zip(ids, own, views["image"][0], views["audio"][0],
-                                         strict=True)]
-    out = DescribedCatalog(ids, own, views["image"][0], views["audio"][0], unified,
-                           views["image"][1], views["audio"][1], errors=errors)
+    (image, image_f), (audio, audio_f) = views["image"], views["audio"]
+    facts = [item_facts([(c, row.get(c)) for c in cols], image_f[j], image[j], audio_f[j],
+                        audio[j], _attributes(row, attrs)) for j, row in enumerate(rows)]
+    gate = _LLMGate(llm, llm_budget_s, cache)
+    unified = _generate(gate, ids, llm_items, [
+        Request(item_prompt(f), item_template(t, im, au), f)
+        for f, t, im, au in zip(facts, own, image, audio, strict=True)])
+    out = DescribedCatalog(ids, own, image, audio, unified, image_f, audio_f, errors=errors,
+                           item_facts=facts, llm_budget_s=llm_budget_s)
     if history is not None:
         users = catalog.users
         ucols = schema.text_columns(users)
@@ -214,13 +251,28 @@ def describe_catalog(catalog: schema.Catalog, image_describer: Describer | None,
         out.user_own = [schema.record_text(r, ucols) for _, r in users.iterrows()] if ucols \
             else [""] * len(out.user_ids)
         pos = {iid: j for j, iid in enumerate(ids)}
-        gate.ids = llm_users
+        title = cols[0] if cols else None
+        requests = []
         for uid, mine in zip(out.user_ids, out.user_own, strict=True):
-            chosen = [own[pos[i]][:MAX_ITEM_CHARS] for i in history.get(uid, []) if i in pos]
-            chosen = chosen[:MAX_PROFILE_ITEMS]
-            out.profiles.append(gate.generate(uid, user_prompt(mine, chosen),
-                                              user_template(mine, chosen)))
-    out.llm_seconds = round(gate.spent, 2)
+            picked = [pos[i] for i in history.get(uid, []) if i in pos][:MAX_PROFILE_ITEMS]
+            chosen = [own[j][:MAX_ITEM_CHARS] for j in picked]
+            titles = [(str(rows[j].get(title) or "") if title else own[j][:60],
+                       own[j][:MAX_ITEM_CHARS]) for j in picked]
+            f = user_facts(mine, titles)
+            out.user_facts.append(f)
+            requests.append(Request(user_prompt(f), user_template(mine, chosen), f))
+        out.profiles = _generate(gate, out.user_ids, llm_users, requests)
+    out.llm_seconds = round(gate.budget.spent, 2)
+    return out
+
+
+def _generate(gate: _LLMGate, ids: Sequence[str], allowed: Collection[str] | None,
+              requests: list[Request]) -> list[GeneratedText]:
+    """LLM texts for the allowed ids (all when None), templates for the others."""
+    chosen = [j for j, rid in enumerate(ids) if allowed is None or rid in allowed]
+    out = [GeneratedText(r.fallback, "template") for r in requests]
+    for j, g in zip(chosen, gate.generate([requests[j] for j in chosen]), strict=True):
+        out[j] = g
     return out
 
 

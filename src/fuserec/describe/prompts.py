@@ -6,43 +6,77 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-PROMPT_VERSION = "2"
+from fuserec.describe.faithful import Facts
 
-# Small local models stay closest to the facts when asked to rewrite notes rather than to
-# "describe" (which invites invented stories); the checks in fuserec.describe.llm catch the rest.
-SYSTEM = ("You write short, factual catalog texts for a recommender system. Use only the facts "
-          "given. No lists, no greetings, no questions. At most three sentences.")
+PROMPT_VERSION = "3"
 
-ITEM_PROMPT = """Rewrite these notes about one catalog item as two plain sentences. Keep the \
-key words.
+# Faithful by construction: the model gets the facts as a list and is asked to restate them,
+# not to "describe" (which invites invented stories); fuserec.describe.faithful then rejects
+# every sentence the facts do not support.
+SYSTEM = "Restate the given facts in plain sentences. Add nothing that is not in the facts."
 
-Notes: {text} Picture: {image}. Sound: {audio}"""
+ITEM_PROMPT = """Facts about one catalog item:
+{facts}"""
 
-USER_PROMPT = """Rewrite these notes about one user as two plain sentences in the third person, \
-saying what kinds of items they like. Keep the key words.
+USER_PROMPT = """Facts about one user:
+{facts}"""
 
-Notes: In their own words: {own}. Items they chose:
-{items}"""
+# one worked example per kind: a small model copies the shape of an answer far more reliably
+# than it follows instructions (the example's own words are not in any real item's facts, so
+# a copied word is caught by the checker)
+ITEM_EXAMPLE = ("""- title: The calm harbour
+- text: A guide about sailing small boats, with notes on the wind
+- picture looks like: canoe or dock
+- picture colours: blue, white
+- sound: music or tones
+- sound tempo: 90 beats per minute
+- attributes: price 12.5; year 2011""",
+                "The calm harbour is a guide about sailing small boats, with notes on the "
+                "wind. Its picture looks like a canoe or a dock in blue and white, and its "
+                "sound is music at 90 beats per minute.")
+USER_EXAMPLE = ("""- in their own words: I spend my weekends on sailing and anything about the wind
+- items they chose: The calm harbour; The quick canoe; The windy coast""",
+                "This user likes sailing and the wind. They chose The calm harbour, The quick "
+                "canoe and The windy coast.")
 
 NONE = "none"
+#: how facts are introduced in a prompt, by modality and kind
+_LINES = {"title": "title", "phrase": "text", "label": "picture looks like",
+          "colour": "picture colours", "transcript": "spoken words", "sound": "sound",
+          "tempo": "sound tempo", "own": "in their own words", "history": "items they chose"}
 
 
 def _clean(text: str | None) -> str:
     return " ".join((text or "").split())
 
 
-def item_prompt(text: str, image: str, audio: str) -> list[dict[str, str]]:
-    """Chat messages asking for one unified item description."""
-    user = ITEM_PROMPT.format(text=_clean(text) or NONE, image=_clean(image) or NONE,
-                              audio=_clean(audio) or NONE)
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+def fact_lines(facts: Facts) -> str:
+    """The facts as prompt lines, one per kind (``kind: a; b``), in fact order."""
+    lines: dict[str, list[str]] = {}
+    for f in facts.facts:
+        key = "history" if f.modality == "history" else \
+            f.kind if f.modality != "attributes" else "attributes"
+        lines.setdefault(key, []).append(_clean(f.text))
+    joiner = {"colour": ", ", "label": " or "}
+    return "\n".join(f"- {_LINES.get(k, k)}: {joiner.get(k, '; ').join(v)}"
+                     for k, v in lines.items()) or f"- {NONE}"
 
 
-def user_prompt(own: str, item_texts: Sequence[str]) -> list[dict[str, str]]:
-    """Chat messages asking for a user's taste profile."""
-    items = "\n".join(f"- {_clean(t)}" for t in item_texts) or "- none"
-    user = USER_PROMPT.format(own=_clean(own) or NONE, items=items)
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+def _chat(template: str, example: tuple[str, str], facts: Facts) -> list[dict[str, str]]:
+    return [{"role": "system", "content": SYSTEM},
+            {"role": "user", "content": template.format(facts=example[0])},
+            {"role": "assistant", "content": example[1]},
+            {"role": "user", "content": template.format(facts=fact_lines(facts))}]
+
+
+def item_prompt(facts: Facts) -> list[dict[str, str]]:
+    """Chat messages asking to restate an item's facts (after one worked example)."""
+    return _chat(ITEM_PROMPT, ITEM_EXAMPLE, facts)
+
+
+def user_prompt(facts: Facts) -> list[dict[str, str]]:
+    """Chat messages asking to restate a user's facts as a taste profile."""
+    return _chat(USER_PROMPT, USER_EXAMPLE, facts)
 
 
 def item_template(text: str, image: str, audio: str) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 
 from fuserec.data.adapters.base import Dataset
 from fuserec.evaluate.ranking import evaluate_ranking
-from fuserec.models.base import MODELS, Recommender, content_models, fit_with
+from fuserec.models.base import MODELS, Recommender, fit_with
 from fuserec.models.blend import Blend
 
 _ML_SOFTMAX = {"batch_size": 512, "lr": 5e-3, "val_k": 10, "patience": 5, "epochs": 150}
@@ -105,16 +105,29 @@ def fit_model(model: Recommender, dataset: Dataset) -> float:
     """Fit on the dataset's train split (validation for early stopping); returns seconds."""
     t0 = time.perf_counter()
     fit_with(model, dataset.train, dataset.item_features, dataset.user_features or None,
-             validation=dataset.validation)
+             validation=dataset.validation, item_texts=dataset.item_texts,
+             user_texts=dataset.user_texts)
     return time.perf_counter() - t0
+
+
+def test_metrics(model: Recommender, dataset: Dataset, ks: Sequence[int] = (10, 20),
+                 progress: bool = False, candidates: np.ndarray | None = None
+                 ) -> dict[str, float]:
+    """``model``'s metrics on the test split, train and validation items excluded."""
+    return evaluate_ranking(model, dataset.test, ks, progress=progress,
+                            desc=f"scoring {model.name}", exclude=dataset.seen(),
+                            candidates=candidates)
 
 
 def run_model(dataset: Dataset, name: str, ks: Sequence[int] = (10, 20),
               params: Mapping[str, Any] | None = None, progress: bool = False,
               candidates: np.ndarray | None = None,
               save_dir: str | Path | None = None,
-              model: Recommender | None = None) -> dict[str, Any]:
+              model: Recommender | None = None, score_test: bool = True) -> dict[str, Any]:
     """Train ``name`` on ``dataset`` and score the test split.
+
+    ``score_test=False`` scores validation only (a grid point; :func:`test_metrics` scores
+    the chosen one later).
 
     With ``save_dir`` the fitted model is saved to ``save_dir/name`` (safetensors + JSON).
 
@@ -128,7 +141,7 @@ def run_model(dataset: Dataset, name: str, ks: Sequence[int] = (10, 20),
         options.setdefault("progress", progress)
     if model is None:
         model = MODELS.create(name, **options)
-    if name in content_models() and not dataset.item_features:
+    if model.needs_content and not dataset.item_features:
         raise ValueError(f"{name} needs item features; {dataset.name} has none")
     seconds = fit_model(model, dataset)
     validation_metrics: dict[str, float] = {}
@@ -136,9 +149,8 @@ def run_model(dataset: Dataset, name: str, ks: Sequence[int] = (10, 20),
         validation_metrics = evaluate_ranking(model, dataset.validation, ks,
                                               exclude=dataset.train)
         validation_metrics.pop("users", None)
-    metrics = evaluate_ranking(model, dataset.test, ks, progress=progress,
-                               desc=f"scoring {name}", exclude=dataset.seen(),
-                               candidates=candidates)
+    metrics = test_metrics(model, dataset, ks, progress, candidates) if score_test else \
+        {"users": 0}
     result: dict[str, Any] = {"dataset": dataset.name, "model": name,
                               "metrics": {k: v for k, v in metrics.items() if k != "users"},
                               "users": metrics["users"], "train_seconds": round(seconds, 2)}

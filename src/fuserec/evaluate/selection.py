@@ -19,15 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from fuserec.data.adapters.base import Dataset
-from fuserec.evaluate.experiment import run_model
+from fuserec.evaluate.experiment import run_model, test_metrics
 from fuserec.models.base import MODELS, Recommender, content_models
 from fuserec.models.blend import Blend
 
 #: what ``--model auto`` trains, in report order: the seed's formula, the collaborative
 #: baselines, the learned content-aware models, and the blend of the strongest families
 AUTO_CANDIDATES: tuple[str, ...] = (
-    "content-cosine", "popularity", "item-knn", "ease", "mmease", "bpr-mf", "lightgcn",
-    "vbpr", "fusion", "fusegraph", "blend")
+    "content-cosine", "popularity", "item-knn", "ease", "mmease", "als", "bpr-mf",
+    "lightgcn", "vbpr", "fusion", "fusegraph", "textfusion", "blend")
 
 #: small grids searched on validation for models whose best setting depends on the data
 #: (regularisation grows with the catalog; neighbourhood size with its density)
@@ -35,9 +35,14 @@ SEARCH: dict[str, dict[str, Sequence[Any]]] = {
     "ease": {"l2": (10.0, 100.0, 500.0, 2000.0)},
     "mmease": {"l2": (10.0, 100.0, 500.0, 2000.0)},
     "item-knn": {"neighbors": (20, 100, 400)},
+    "als": {"factors": (32, 64), "regularization": (1.0, 10.0, 100.0)},
 }
+#: a learned model is not started with fewer seconds than this left of the training budget
+MIN_TRAIN_SECONDS = 5.0
 #: how many of the strongest candidates ``fuserec run``'s blend combines
 BLEND_SIZE = 3
+#: the blend's weight grid: steps of 0.2 over three members are 21 mixes to rank
+BLEND_GRID_STEP = 0.2
 #: models that learn from interactions need at least this many training interactions
 MIN_TRAIN_INTERACTIONS = 20
 
@@ -158,8 +163,12 @@ def skip_reason(name: str, dataset: Dataset) -> str | None:
     """Why ``name`` cannot run on ``dataset`` (None when it can)."""
     if name not in MODELS:
         return f"unknown model; known: {', '.join(MODELS.names())}"
-    if name in content_models() and not dataset.item_features:
+    # the blend combines whichever candidates ran (content-aware or not)
+    if name != "blend" and name in content_models() and not dataset.item_features:
         return "needs item content (text, image or audio views); this dataset has none"
+    if MODELS.get(name).needs_text and not any(
+            isinstance(t, str) and t.strip() for t in dataset.item_texts or ()):
+        return "needs item texts; this dataset has none"
     if name not in ("popularity", "content-cosine") and \
             dataset.train.nnz < MIN_TRAIN_INTERACTIONS:
         return (f"only {dataset.train.nnz} training interactions "
@@ -181,7 +190,8 @@ def select_models(dataset: Dataset, names: Sequence[str] = AUTO_CANDIDATES,
                   params: Mapping[str, Mapping[str, Any]] | None = None, seed: int = 0,
                   progress: bool = False, log: Callable[[str], None] = print,
                   search: bool = True, save_dir: str | Path | None = None,
-                  model_seconds: float | None = None) -> Selection:
+                  model_seconds: float | None = None,
+                  train_budget: float | None = None) -> Selection:
     """Train each candidate (a small grid on validation where :data:`SEARCH` has one), score
     validation and test, and return the :class:`Selection` (best on validation ``metric``,
     default NDCG at the first cut-off).
@@ -190,11 +200,24 @@ def select_models(dataset: Dataset, names: Sequence[str] = AUTO_CANDIDATES,
     on a benchmark whose validation search is recorded in ``TUNED``); the blend then keeps
     its recorded members instead of the candidates chosen here. ``save_dir`` saves each
     chosen model under ``save_dir/<name>``. ``model_seconds`` bounds each learned model's
-    training time (it keeps its best epoch on validation so far; reported as ``budget``)."""
+    training time (it keeps its best epoch on validation so far; reported as ``budget``).
+    ``train_budget`` bounds the learned (gradient-trained) models' time together: each gets
+    an equal share of what is left when it starts, the closed-form models none of it."""
+    import time
+
     metric = metric or f"ndcg@{ks[0]}"
     candidates: list[Candidate] = []
+    learned = [n for n in names if n in MODELS and "max_seconds" in MODELS.get(n).options()]
+    budget_left = train_budget
     for name in names:
         reason = skip_reason(name, dataset)
+        seconds = model_seconds
+        if reason is None and name in learned and budget_left is not None:
+            share = budget_left / (len(learned) - learned.index(name))
+            seconds = share if seconds is None else min(seconds, share)
+            if share < MIN_TRAIN_SECONDS:
+                reason = (f"the run's training budget ({train_budget:g} s for the learned "
+                          f"models) is spent; raise --train-budget to train it")
         if reason:
             log(f"{name}: skipped ({reason})")
             candidates.append(Candidate(name, skipped=reason))
@@ -216,20 +239,32 @@ def select_models(dataset: Dataset, names: Sequence[str] = AUTO_CANDIDATES,
                 continue
             select_k = int(metric.split("@")[1])
             prebuilt = Blend.of_fitted([c.model for c in ranked], [c.params for c in ranked],
-                                       select_k=select_k, seed=seed)
-            params = {**(params or {}), "blend": {
+                                       select_k=select_k, seed=seed, grid_step=BLEND_GRID_STEP)
+            blend_params: dict[str, Any] = {
                 "members": [{"model": c.name, "params": c.params} for c in ranked],
-                "select_k": select_k}}
-        for point in _grid(name) if search else [{}]:
+                "select_k": select_k, "grid_step": BLEND_GRID_STEP}
+            side, cold_scores = choose_cold_side(dataset, candidates, ks, seed)
+            if side is not None:
+                prebuilt.use_cold_model(side.model, side.params)
+                blend_params["cold_side"] = {"model": side.name, "params": side.params,
+                                             "validation_cold_recall": cold_scores}
+                log(f"blend: items without interactions ranked by {side.name} (validation "
+                    f"cold items: " + ", ".join(f"{n} {v:.4f}" for n, v in cold_scores.items())
+                    + f" Recall@{ks[0]})")
+            params = {**(params or {}), "blend": blend_params}
+        points = _grid(name) if search else [{}]
+        for point in points:
             overrides = {**point, **dict((params or {}).get(name, {}))}
             options = MODELS.get(name).options()
             if "seed" in options:
                 overrides.setdefault("seed", seed)
-            if "max_seconds" in options and model_seconds is not None:
-                overrides.setdefault("max_seconds", model_seconds)
+            if "max_seconds" in options and seconds is not None:
+                overrides.setdefault("max_seconds", seconds)
+            started = time.perf_counter()
+            result = None
             try:
                 result = run_model(dataset, name, ks, overrides, progress=progress,
-                                   model=prebuilt)
+                                   model=prebuilt, score_test=len(points) == 1)
                 if dataset.validation is None or "validation" not in result:
                     result["validation"] = {}
             except (ValueError, RuntimeError, MemoryError) as exc:
@@ -237,6 +272,12 @@ def select_models(dataset: Dataset, names: Sequence[str] = AUTO_CANDIDATES,
                 log(f"{name}: {reason}")
                 best = None
                 break
+            finally:
+                if name in learned and budget_left is not None:
+                    # training time (early-stopping checks included), not the test scoring
+                    spent = result["train_seconds"] if result else \
+                        time.perf_counter() - started
+                    budget_left = max(0.0, budget_left - spent)
             if point:
                 label = ",".join(f"{k}={v}" for k, v in point.items())
                 searched[label] = round(result["validation"][metric], 5)
@@ -247,8 +288,12 @@ def select_models(dataset: Dataset, names: Sequence[str] = AUTO_CANDIDATES,
             candidates.append(Candidate(name, skipped=reason or "failed"))
             continue
         model = best.pop("_model")
+        if len(points) > 1:  # only the setting chosen on validation meets the test split
+            scored = test_metrics(model, dataset, ks, progress)
+            best["users"] = scored.pop("users")
+            best["metrics"] = scored
         if getattr(model, "stopped_by_budget", False):
-            log(f"{name}: training stopped at its {model_seconds:g} s budget "
+            log(f"{name}: training stopped at its {seconds:.0f} s budget "
                 f"(best epoch {getattr(model, 'best_epoch', '?')})")
             best["stopped_by_budget"] = True
         honest = getattr(model, "cross_fitted", None)
@@ -267,6 +312,38 @@ def select_models(dataset: Dataset, names: Sequence[str] = AUTO_CANDIDATES,
             f"{cand.test[metric]:.4f} ({cand.train_seconds:.1f} s)")
         candidates.append(cand)
     return Selection(candidates, metric)
+
+
+#: closed-form content models tried as the blend's cold side (cheap to refit without items)
+COLD_SIDE_CANDIDATES = ("content-cosine", "mmease")
+
+
+def choose_cold_side(dataset: Dataset, candidates: Sequence[Candidate],
+                     ks: Sequence[int] = (10, 20), seed: int = 0,
+                     fraction: float = 0.1) -> tuple[Candidate | None, dict[str, float]]:
+    """Which fitted content model should rank items without interactions, measured on
+    validation only: a ``fraction`` of the items is held out of training entirely, each
+    candidate refitted without them (same settings) ranks them among themselves for the
+    users whose train or validation rows hold them. Returns the winner (its full-data fit)
+    and every candidate's Recall@k; no winner without content or validation."""
+    from fuserec.data.adapters.base import cold_start_split
+
+    pool = [c for c in candidates if c.name in COLD_SIDE_CANDIDATES and c.model is not None
+            and not c.skipped]
+    if not pool or not dataset.item_features or dataset.validation is None \
+            or not dataset.validation.nnz:
+        return None, {}
+    from dataclasses import replace
+
+    as_test = replace(dataset, test=dataset.validation, validation=None)
+    held, cold = cold_start_split(as_test, fraction, seed + 1)
+    if held.test.nnz == 0:
+        return None, {}
+    k = ks[0]
+    scores = {c.name: run_model(held, c.name, (k,), c.params, candidates=cold)["metrics"][
+        f"recall@{k}"] for c in pool}
+    best = max(pool, key=lambda c: scores[c.name])
+    return best, {n: round(v, 5) for n, v in scores.items()}
 
 
 def cold_items(dataset: Dataset, served: Candidate, ks: Sequence[int] = (10, 20),

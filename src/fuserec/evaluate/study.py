@@ -22,7 +22,6 @@ JSON-able dict that :func:`fuserec.evaluate.report.render_study` turns into a re
 from __future__ import annotations
 
 import hashlib
-import inspect
 import itertools
 import platform
 import time
@@ -42,7 +41,7 @@ from fuserec.data.splits import SPLIT, published_split, split_interactions
 from fuserec.evaluate.metrics import ACCURACY, all_metrics, relevant_sets
 from fuserec.fuse.base import View
 from fuserec.fuse.sum import SumFusion
-from fuserec.models.base import MODELS, Recommender, content_models
+from fuserec.models.base import MODELS, Recommender, content_models, fit_with
 
 MODALITY_ORDER = ("text", "image", "audio")
 DEFAULT_MODELS = ("popularity", "item-knn", "bpr-mf", "content-cosine")
@@ -80,10 +79,9 @@ class StudyConfig:
 
 @dataclass
 class StudyData:
-    """What a study evaluates: a dataset plus user content views and provenance."""
+    """What a study evaluates: a dataset (user content views included) and provenance."""
 
     dataset: Dataset
-    user_features: dict[str, View] = field(default_factory=dict)
     fingerprint: dict[str, str] = field(default_factory=dict)
     split: dict[str, Any] = field(default_factory=dict)
     source: str = ""
@@ -190,9 +188,10 @@ def data_from_artifacts(folder: str | Path, split: str = "given",
                       train=matrix("train"),
                       validation=validation if validation.nnz else None, test=matrix("test"),
                       item_features=dict(art.embeddings.get("items", {})),
+                      user_features=dict(art.embeddings.get("users", {})),
                       user_ids=np.asarray(user_ids), item_ids=np.asarray(item_ids))
     return StudyData(
-        dataset=dataset, user_features=dict(art.embeddings.get("users", {})),
+        dataset=dataset,
         fingerprint=fingerprint_catalog(inter, art.items, art.users, art.embeddings),
         split={"method": split, **options, "counts": inter[SPLIT].value_counts().to_dict()},
         source=str(Path(folder).resolve()))
@@ -243,6 +242,7 @@ def rank(model: Recommender, users: np.ndarray, k: int, seen: sp.csr_matrix | No
 def _fit(name: str, params: Mapping[str, Any], train: sp.csr_matrix,
          validation: sp.csr_matrix | None, item_features: Mapping[str, View],
          user_features: Mapping[str, View], seed: int) -> tuple[Recommender, float]:
+    """Create ``name`` (seeded, quiet) and fit it through the one dispatcher, ``fit_with``."""
     init = MODELS.get(name).options()
     options = dict(params)
     if "seed" in init:
@@ -250,15 +250,8 @@ def _fit(name: str, params: Mapping[str, Any], train: sp.csr_matrix,
     if "progress" in init:
         options.setdefault("progress", False)
     model = MODELS.create(name, **options)
-    kwargs: dict[str, Any] = {}
-    if item_features:
-        kwargs["item_features"] = item_features
-    if user_features and name == "content-cosine":
-        kwargs["user_features"] = user_features
-    if validation is not None and "validation" in inspect.signature(model.fit).parameters:
-        kwargs["validation"] = validation
     t0 = time.perf_counter()
-    model.fit(train, **kwargs)
+    fit_with(model, train, item_features, user_features, validation)
     return model, time.perf_counter() - t0
 
 
@@ -297,7 +290,7 @@ def tune(name: str, data: StudyData, config: StudyConfig, train: sp.csr_matrix,
     for combo in itertools.product(*grid.values()):
         params = {**base, **dict(zip(grid, combo, strict=True))}
         model, _ = _fit(name, params, train, None, data.dataset.item_features,
-                        data.user_features, config.seed)
+                        data.dataset.user_features, config.seed)
         ranked = rank(model, users, k, train, batch_size=config.batch_size)
         score = ACCURACY["ndcg"](ranked, relevant, k)
         trials.append({"params": params, f"ndcg@{k}": score})
@@ -355,7 +348,7 @@ def run_study(data: StudyData, config: StudyConfig | None = None,
     ds = data.dataset
     t_start = time.perf_counter()
     fitted = dict(fitted or {})
-    items, users_f = ds.item_features, data.user_features
+    items, users_f = ds.item_features, data.dataset.user_features
     vectors = content_vectors(items)
     names = [n for n in (list(fitted) or list(config.models)) if _model_ok(n, items)]
     skipped = [n for n in config.models if not _model_ok(n, items)] if not fitted else []

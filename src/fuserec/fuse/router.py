@@ -1,20 +1,22 @@
-"""The consistency router: per item, text fusion where the text views agree, feature fusion
-where they do not.
+"""The consistency router: per item, text fusion where the text views agree, feature fusion where
+they do not.
 
-Every view of an item that the describe stage turned into words (image words, audio words, the
-unified description) is embedded by the text encoder, so it lives in the same space as the
-item's own text. :func:`agreement` measures, per item, the cosine between each generated view
-and the own text; the router's score is their mean. Items whose score reaches the threshold are
+Every view of an item that the describe stage generated as words (image words, audio words, an
+LLM-written description) is embedded by the text encoder, so it lives in the same space as the
+item's own text. :func:`agreement` measures, per item, the cosine of each generated view to the
+own text and of the generated views to each other; the router's score is their mean. Only
+generated views take part: a text that embeds the own text verbatim (the template description)
+would mostly measure its agreement with itself. Items whose score reaches the threshold are
 *consistent*: their views tell one story and are fused as text, through the embedding of the
 unified description. The rest are *inconsistent*: the words disagree (or an image's labels say
 little about the item), so their modality features are fused instead (:class:`SumFusion`
 blocks).
 
 :meth:`ConsistencyRouter.routed_views` expresses both paths in one direct-sum space, so one
-content model ranks all items: a ``describe`` block holds the description embedding of
-text-path items (zero for the others) and the feature blocks hold the features of
-feature-path items (zero for the others). The ``describe`` block's weight equals the summed
-weights of the feature blocks, so a perfect match scores the same on either path.
+content model ranks all items: a ``describe`` block holds the description embedding of text-path
+items (zero for the others) and the feature blocks hold the features of feature-path items (zero
+for the others). The ``describe`` block's weight equals the summed weights of the feature
+blocks, so a perfect match scores the same on either path.
 """
 
 from __future__ import annotations
@@ -34,18 +36,24 @@ TEXT, FEATURE = "text", "feature"
 DEFAULT_THRESHOLD = 0.366
 
 
-def agreement(own: View, generated: Mapping[str, View]) -> dict[str, np.ndarray]:
-    """Cosine of each generated view to the own text per item, and their ``"mean"``.
+def _cosines(a: View, b: View) -> np.ndarray:
+    cos = np.einsum("ij,ij->i", l2_normalize(a.vectors), l2_normalize(b.vectors))
+    ok = np.asarray(a.present, bool) & np.asarray(b.present, bool)
+    return np.where(ok, cos, np.nan).astype(np.float32)
 
-    Items lacking the own text or a view get NaN for it; ``"mean"`` averages the views an
-    item has (NaN when it has none).
+
+def agreement(own: View, generated: Mapping[str, View], pairwise: bool = True
+              ) -> dict[str, np.ndarray]:
+    """Per item: the cosine of each generated view to the own text (keyed by the view's
+    name), with ``pairwise`` the cosine of each pair of generated views (``"a~b"``), and
+    ``"mean"`` over all of these that the item has (NaN when it has none).
     """
-    own_unit = l2_normalize(own.vectors)
-    out: dict[str, np.ndarray] = {}
-    for name, view in generated.items():
-        cos = np.einsum("ij,ij->i", own_unit, l2_normalize(view.vectors)).astype(np.float32)
-        ok = np.asarray(own.present, bool) & np.asarray(view.present, bool)
-        out[name] = np.where(ok, cos, np.nan).astype(np.float32)
+    out = {name: _cosines(own, view) for name, view in generated.items()}
+    if pairwise:
+        names = list(generated)
+        for k, a in enumerate(names):
+            for b in names[k + 1:]:
+                out[f"{a}~{b}"] = _cosines(generated[a], generated[b])
     if out:
         stacked = np.stack(list(out.values()))
         with np.errstate(all="ignore"):

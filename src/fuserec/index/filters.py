@@ -2,8 +2,10 @@
 
 A filter is written ``attr_year>=2000`` or ``year >= 2000`` (the ``attr_`` prefix is optional),
 ``category==rock``, ``price<20``; operators are ``==``, ``!=``, ``>=``, ``<=``, ``>`` and ``<``.
-Numeric columns compare as numbers, the others as strings. Items whose value is missing never
-pass a filter on that attribute. A filter is at most :data:`MAX_FILTER_CHARS` characters, and
+Numeric columns compare as numbers, the others as strings. A text value may list several
+values separated by ``|`` (a film's genres, ``Action|Comedy``): ``==`` holds when one of them
+is the value, ``!=`` when none is. Items whose value is missing never pass a filter on that
+attribute. A filter is at most :data:`MAX_FILTER_CHARS` characters, and
 parsing it takes time linear in its length (no backtracking regular expression).
 """
 
@@ -18,6 +20,8 @@ import pandas as pd
 from fuserec.data.schema import ATTR_PREFIX
 
 OPERATORS = ("==", "!=", ">=", "<=", ">", "<")
+#: separates the values of a text attribute that has several (``Action|Comedy``)
+MULTI_VALUE = "|"
 #: the longest filter expression accepted (anything longer is refused before parsing)
 MAX_FILTER_CHARS = 512
 _SPELLINGS = ("==", "!=", ">=", "<=", ">", "<", "=")  # two-character operators first
@@ -59,7 +63,9 @@ class AttributeFilter:
                 return out & ~np.isnan(values)
         strings = col.astype("string").fillna("").to_numpy(dtype=object)
         present = col.notna().to_numpy() & (strings != "")
-        eq = strings == self.value
+        eq = np.fromiter((s == self.value or (MULTI_VALUE in s and self.value
+                                               in s.split(MULTI_VALUE)) for s in strings),
+                         dtype=bool, count=len(strings))
         return (eq if self.op == "==" else ~eq) & present
 
     def __str__(self) -> str:

@@ -10,6 +10,7 @@ import inspect
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,20 @@ from fuserec.ranking import apply_filters, top_k
 from fuserec.registry import Registry
 
 
+@dataclass(frozen=True)
+class NewItems:
+    """Items added after fit, known only by content: per-modality views (one row per item,
+    in the order of ``texts``) and each item's unified text (may be empty)."""
+
+    views: Mapping[str, View]
+    texts: Sequence[str] = ()
+
+    def __len__(self) -> int:
+        if self.texts:
+            return len(self.texts)
+        return next((len(v.vectors) for v in self.views.values()), 0)
+
+
 class Recommender(ABC):
     """Base class of every model. Subclasses implement ``fit``, ``score`` and state I/O."""
 
@@ -30,6 +45,8 @@ class Recommender(ABC):
     interactions: sp.csr_matrix | None = None
     #: True for models that cannot fit without item content views
     needs_content: bool = False
+    #: True for models that cannot fit without the items' texts (``fit(..., item_texts=)``)
+    needs_text: bool = False
 
     @classmethod
     def options(cls) -> set[str]:
@@ -58,6 +75,16 @@ class Recommender(ABC):
         retraining: history-reading models (EASE, item-kNN) score from the rows directly,
         embedding models fold the user in from the vectors of the items in the row.
         """
+
+    def score_new_items(self, history: sp.csr_matrix, items: NewItems) -> np.ndarray | None:
+        """Scores (n, len(items)) of items added after fit, from their content through the
+        model's own content side, for users given by history rows (n x the fitted items).
+
+        On the same scale as :meth:`score_history`, so new items compete with trained ones.
+        None (the default) for models without a content side; serving then places the
+        content model's scores on this model's scale.
+        """
+        return None
 
     def recommend(self, user_ids: Sequence[int] | np.ndarray, k: int = 10,
                   exclude: sp.csr_matrix | None = None, candidates: np.ndarray | None = None,
@@ -151,15 +178,21 @@ def constructor_arguments(cls: type) -> list[str]:
 def fit_with(model: Recommender, interactions: sp.csr_matrix,
              item_features: Mapping[str, View] | None = None,
              user_features: Mapping[str, View] | None = None,
-             validation: sp.csr_matrix | None = None) -> Recommender:
-    """``model.fit``, handing ``validation`` (early stopping, tuning) to models that take it."""
+             validation: sp.csr_matrix | None = None,
+             item_texts: Sequence[str] | None = None,
+             user_texts: Sequence[str] | None = None) -> Recommender:
+    """``model.fit``, handing ``validation`` (early stopping, tuning) and the items' and users'
+    texts to models that take them."""
     kwargs: dict[str, Any] = {}
     if item_features:
         kwargs["item_features"] = item_features
     if user_features:
         kwargs["user_features"] = user_features
-    if validation is not None and "validation" in inspect.signature(model.fit).parameters:
-        kwargs["validation"] = validation
+    accepted = inspect.signature(model.fit).parameters
+    for name, value in (("validation", validation), ("item_texts", item_texts),
+                        ("user_texts", user_texts)):
+        if value is not None and name in accepted:
+            kwargs[name] = value
     return model.fit(interactions, **kwargs)
 
 

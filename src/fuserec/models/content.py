@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from fuserec.fuse.base import View
 from fuserec.fuse.normalize import l2_normalize
 from fuserec.fuse.sum import SumFusion
-from fuserec.models.base import MODELS, Recommender
+from fuserec.models.base import MODELS, NewItems, Recommender
 
 # Added to scores so that ties (users with no signal) break by popularity, never by item order.
 _TIE_BREAK = 1e-6
@@ -86,6 +86,15 @@ class ContentCosine(Recommender):
 
     def score_history(self, history: sp.csr_matrix) -> np.ndarray:
         return self.score_vectors(self.fold_in(history))
+
+    def score_new_items(self, history: sp.csr_matrix, items: NewItems) -> np.ndarray | None:
+        """Cosine of the folded-in user with each new item's fused content vector."""
+        assert self.fuser is not None
+        blocks = {m: self.fuser.normalize(m, v) for m, v in items.views.items()
+                  if m in self.fuser.modalities}
+        if not blocks or len(items) == 0:
+            return None
+        return self.fold_in(history) @ self.fuser.combine(blocks).T
 
     def score_vectors(self, user_vectors: np.ndarray) -> np.ndarray:
         """Scores of every item for arbitrary fused user vectors (e.g. from :meth:`fold_in`)."""

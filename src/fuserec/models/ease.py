@@ -42,12 +42,19 @@ class EASE(Recommender):
     @staticmethod
     def solve(gram: np.ndarray, l2: float) -> np.ndarray:
         """EASE's closed form for a Gram matrix: ``B = -P / diag(P)``, ``P = (G + λI)⁻¹``."""
+        return EASE.solve_with_diagonal(gram, l2)[0]
+
+    @staticmethod
+    def solve_with_diagonal(gram: np.ndarray, l2: float) -> tuple[np.ndarray, np.ndarray]:
+        """``B`` and ``diag(P)``: with both, ``P = (I - B) diag(P)`` is known without keeping
+        ``P`` (a new item's column needs it; see :mod:`fuserec.models.mmease`)."""
         gram = gram.copy()
         gram[np.diag_indices_from(gram)] += l2
         p = np.linalg.inv(gram)
-        b = -p / np.diag(p)[None, :]
+        diag = np.diag(p).copy()
+        b = -p / diag[None, :]
         b[np.diag_indices_from(b)] = 0.0
-        return b.astype(np.float32)
+        return b.astype(np.float32), diag.astype(np.float32)
 
     def score(self, user_ids: np.ndarray) -> np.ndarray:
         return self.score_history(self.interactions[user_ids])

@@ -63,6 +63,14 @@ class FusionRecommender(TorchRecommender):
         items = m.tower() + keep * m.items
         return m.users, items, [m.users, m.items]
 
+    def content_vectors(self) -> np.ndarray:
+        """The content tower's output: the vector of an item without an ID embedding."""
+        self.module.eval()
+        with torch.no_grad():
+            out = self.module.tower().numpy().astype(np.float32)
+        self.module.train()
+        return out
+
     def modality_weights(self) -> dict[str, float]:
         """Mean gate weight of each modality over the catalog (after training)."""
         w = getattr(self.module.tower, "last_weights", None)

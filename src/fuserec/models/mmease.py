@@ -9,6 +9,11 @@ length; missing rows zero). The closed form is unchanged, so fitting is one
 ``n_items x n_items`` inverse; items that share few interactions but look or sound alike now
 share weight, which helps most on sparse logs. Items without any interactions get weights from
 their content alone, so they are recommended (cold start).
+
+Items added after fit get their column of ``B`` exactly: appending item ``j`` with content
+similarities ``g`` (to every fitted item) and no interactions to ``G + λI`` gives, by the block
+inverse, ``B_{:,j} = P g = (I - B) (diag(P) ⊙ g)``, so the model keeps ``diag(P)`` and the
+normalised, α-weighted features.
 """
 
 from __future__ import annotations
@@ -20,9 +25,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from fuserec.fuse.base import View
-from fuserec.fuse.normalize import ModalityNormalizer, l2_normalize
 from fuserec.fuse.sum import DEFAULT_MODES
-from fuserec.models.base import MODELS
+from fuserec.models.base import MODELS, NewItems
+from fuserec.models.content_side import ContentBlocks
 from fuserec.models.ease import EASE
 
 
@@ -36,6 +41,9 @@ class MultimodalEASE(EASE):
     def __init__(self, l2: float = 50.0, alpha: Mapping[str, float] | float = 10.0,
                  modalities: Sequence[str] | None = None) -> None:
         super().__init__(float(l2))
+        self.blocks: ContentBlocks | None = None
+        self.features: dict[str, np.ndarray] = {}
+        self.diagonal: np.ndarray | None = None
         self.alpha = alpha if isinstance(alpha, (int, float)) else dict(alpha)
         self.modalities = list(modalities) if modalities else None
 
@@ -45,20 +53,28 @@ class MultimodalEASE(EASE):
         return float(self.alpha)
 
     def content_gram(self, item_features: Mapping[str, View]) -> np.ndarray:
-        """``Σ_m α_m F_m F_mᵀ`` over the modalities used."""
+        """``Σ_m α_m F_m F_mᵀ`` over the modalities used (their normalisers and the
+        normalised features are kept for items added after fit)."""
         n = next(iter(item_features.values())).vectors.shape[0]
         gram = np.zeros((n, n), np.float64)
-        for m in self.modalities or sorted(item_features):
-            view, a = item_features[m], self._alpha(m)
-            if a <= 0:
-                continue
-            present = np.asarray(view.present, bool)
-            mode = DEFAULT_MODES.get(m, "center")
-            f = ModalityNormalizer(mode).fit(view.vectors, present).transform(view.vectors, present)
-            f = l2_normalize(f).astype(np.float64)
-            f[~present] = 0.0
-            gram += a * (f @ f.T)
+        used = [m for m in self.modalities or sorted(item_features) if self._alpha(m) > 0]
+        self.blocks = ContentBlocks.fit(item_features, DEFAULT_MODES, used)
+        self.features = self.blocks.transform(item_features, n)
+        for m, f in self.features.items():
+            f64 = f.astype(np.float64)
+            gram += self._alpha(m) * (f64 @ f64.T)
         return gram
+
+    def score_new_items(self, history: sp.csr_matrix, items: NewItems) -> np.ndarray | None:
+        """Exact scores of items added after fit, from their content similarity to the
+        fitted items (see the module docstring)."""
+        if not self.features or len(items) == 0 or self.diagonal is None:
+            return None
+        new = self.blocks.transform(items.views, len(items))
+        g = sum(self._alpha(m) * (self.features[m] @ new[m].T) for m in self.features)
+        h = sp.csr_matrix(history, dtype=np.float32)
+        residual = np.asarray(h.todense()) - np.asarray(h @ self.weights)
+        return (residual @ (self.diagonal[:, None] * g)).astype(np.float32)
 
     def fit(self, interactions: sp.csr_matrix, item_features: Mapping[str, View] | None = None,
             user_features: Mapping[str, View] | None = None) -> MultimodalEASE:
@@ -68,16 +84,28 @@ class MultimodalEASE(EASE):
         if missing:
             raise ValueError(f"no item view for modalities {missing}")
         gram = self.gram(interactions) + self.content_gram(item_features)
-        self.weights = self.solve(gram, self.l2)
+        self.weights, self.diagonal = self.solve_with_diagonal(gram, self.l2)
         return self
 
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        return {"weights": self.weights}, {"l2": self.l2, "alpha": self.alpha,
-                                           "modalities": self.modalities}
+        arrays = {"weights": self.weights}
+        config: dict[str, Any] = {"l2": self.l2, "alpha": self.alpha,
+                                  "modalities": self.modalities}
+        if self.features and self.diagonal is not None:
+            block_arrays, config["content_modes"] = self.blocks.state("content")
+            arrays.update(block_arrays)
+            arrays["diagonal"] = self.diagonal
+            arrays.update({f"features.{m}": f for m, f in self.features.items()})
+        return arrays, config
 
     @classmethod
     def from_state(cls, arrays: Mapping[str, np.ndarray],
                    config: Mapping[str, Any]) -> MultimodalEASE:
         model = cls(config["l2"], config["alpha"], config.get("modalities"))
         model.weights = np.asarray(arrays["weights"])
+        if "content_modes" in config:
+            model.blocks = ContentBlocks.from_state(arrays, config["content_modes"], "content")
+            model.diagonal = np.asarray(arrays["diagonal"])
+            model.features = {m: np.asarray(arrays[f"features.{m}"])
+                              for m in config["content_modes"]}
         return model

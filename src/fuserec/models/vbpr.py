@@ -73,3 +73,12 @@ class VBPR(TorchRecommender):
             items[unseen, -1] = (self.module.beta(self._features[torch.from_numpy(unseen)])
                                  .detach().numpy().ravel())
         return users, items
+
+    def content_vectors(self) -> np.ndarray:
+        """``[0, E f_i, β' f_i]``: the item vector VBPR gives an item it has never seen."""
+        m = self.module
+        with torch.no_grad():
+            proj = m.proj(self._features).numpy()
+            beta = m.beta(self._features).numpy()
+        ids = np.zeros((len(proj), self.factors), np.float32)
+        return np.concatenate([ids, proj, beta], 1).astype(np.float32)

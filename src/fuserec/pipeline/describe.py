@@ -4,11 +4,14 @@ Called by :func:`fuserec.pipeline.run_pipeline` after the split (user taste prof
 see training interactions). Steps:
 
 1. describe every item's pictures and clips as words, write a unified description per item and
-   a taste profile per user (the LLM for the ids given, the template text for the rest);
+   a taste profile per user: the LLM restates each record's facts, in batches, within a time
+   budget (``llm_budget_s``); the template text where the budget ran out or the checker
+   rejected the answer;
 2. embed the descriptions, profiles and media words with the pipeline's text encoder;
-3. score each item's agreement (cosine of its generated views to its own text) and choose the
-   router's threshold on a validation split carved out of training (or take the configured
-   one); items at or above it take text fusion, the rest feature fusion;
+3. score each item's agreement (cosines of its generated views, the LLM text among them, to
+   its own text and to each other; never a template, which embeds the own text verbatim) and
+   choose the router's threshold on a validation split carved out of training (or take the
+   configured one); items at or above it take text fusion, the rest feature fusion;
 4. evaluate on the test split: text fusion for every item, the routed model, and both the
    routed and the feature-fused model on the test items of each path;
 5. write ``artifacts/describe/`` and return the results and a Markdown section for the report.
@@ -37,30 +40,36 @@ from fuserec.describe import (
     get_llm,
     save_described,
 )
-from fuserec.describe.catalog import MAX_ITEM_CHARS, MAX_PROFILE_ITEMS
+from fuserec.describe.catalog import MAX_ITEM_CHARS, MAX_PROFILE_ITEMS, DescribedCatalog
+from fuserec.describe.generate import GeneratedText
 from fuserec.encode import EmbeddingCache, Encoder, encode_texts
 from fuserec.evaluate.ranking import evaluate_ranking
 from fuserec.fuse.base import View
 from fuserec.fuse.router import DESCRIBE, FEATURE, TEXT, ConsistencyRouter, agreement
 from fuserec.models.content import ContentCosine
 
+#: the demo's default generation budget: its 500 texts take ~3 min on two free cores
+DEFAULT_LLM_BUDGET_S = 240.0
+
 
 @dataclass
 class DescribeConfig:
     """Knobs of the describe stage.
 
-    ``llm``: backend name (``smollm2``, ``llama-cpp``, ``openai``) or None for templates only.
-    ``llm_items`` / ``llm_users``: how many items / users (first in catalog order; these are
-    the ones the report shows) get LLM-written text, or None for all.
+    ``llm``: backend name (``smollm2``, ``gemma3-270m``, ``transformers``, ``llama-cpp``,
+    ``openai``) or None for templates only.
+    ``llm_items`` / ``llm_users``: how many items / users (first in catalog order) get
+    LLM-written text, or None for all (the default).
+    ``llm_budget_s``: seconds of generation; what it does not reach gets the template text.
     ``threshold``: the router's threshold; None chooses it on validation data.
     """
 
     enabled: bool = True
     llm: str | None = "smollm2"
     llm_options: dict[str, Any] = field(default_factory=dict)
-    llm_items: int | None = 3
-    llm_users: int | None = 1
-    llm_budget_s: float | None = 60.0
+    llm_items: int | None = None
+    llm_users: int | None = None
+    llm_budget_s: float | None = DEFAULT_LLM_BUDGET_S
     whisper_model: str = "tiny.en"
     threshold: float | None = None
     validation_fraction: float = 0.2
@@ -79,6 +88,19 @@ def _embed(texts: Sequence[str], encoder: Encoder, cache: EmbeddingCache, desc: 
         vectors[present] = encode_texts([t for t in texts if t and t.strip()], encoder, cache,
                                         progress=False, desc=desc)
     return View(vectors, present)
+
+
+def _llm_view(unified: View, described: DescribedCatalog) -> View:
+    """The LLM-written descriptions only: neither templates nor a text that copies the own
+    text whole (either would measure the own text's agreement with itself)."""
+    def generated(g: GeneratedText, own: str) -> bool:
+        norm = " ".join(own.lower().split())
+        return g.source == "llm" and not (len(norm) > 20 and norm in " ".join(
+            g.text.lower().split()))
+
+    keep = np.array([generated(g, o) for g, o in zip(described.unified, described.own,
+                                                     strict=True)], bool)
+    return View(unified.vectors, np.asarray(unified.present, bool) & keep)
 
 
 def _restrict(test: sp.csr_matrix, columns: np.ndarray) -> sp.csr_matrix:
@@ -143,6 +165,13 @@ def run_describe_stage(catalog: Catalog, split: pd.DataFrame, train: sp.csr_matr
     user_ids = [str(u) for u in catalog.user_ids]
     llm_items = None if config.llm_items is None else item_ids[:config.llm_items]
     llm_users = None if config.llm_users is None else user_ids[:config.llm_users]
+    if llm is not None:
+        budget = "no time limit" if config.llm_budget_s is None \
+            else f"a budget of {config.llm_budget_s:g} s (--llm-budget)"
+        console.print(f"describe: the LLM ({config.llm}) writes "
+                      f"{'every' if llm_items is None else len(llm_items)} item description(s) "
+                      f"and {'every' if llm_users is None else len(llm_users)} user profile(s) "
+                      f"within {budget}")
     described = describe_catalog(catalog, image_d, audio_d, llm, text_cache, _history(split),
                                  llm_items, llm_users, config.llm_budget_s)
     for modality, rid, why in described.errors:
@@ -157,7 +186,8 @@ def run_describe_stage(catalog: Catalog, split: pd.DataFrame, train: sp.csr_matr
     image_words = _embed(described.image, text_encoder, cache, "image words")
     audio_words = _embed(described.audio, text_encoder, cache, "audio words")
     profiles = _embed(described.profile_texts, text_encoder, cache, "profiles")
-    scores = agreement(own, {"image": image_words, "audio": audio_words, "unified": unified})
+    scores = agreement(own, {"image": image_words, "audio": audio_words,
+                             "llm": _llm_view(unified, described)})
     described.agreement = scores
     timings["embed"] = time.perf_counter() - t0
 
@@ -228,7 +258,9 @@ def run_describe_stage(catalog: Catalog, split: pd.DataFrame, train: sp.csr_matr
     show = item_ids[:config.show_items]
     summary = {"router": counts, "threshold": threshold, "validation_ndcg": validation,
                "views": views, "per_path": per_path, "llm_backend": config.llm,
-               "llm_items": llm_items, "llm_users": llm_users}
+               "llm_items": llm_items, "llm_users": llm_users,
+               "llm_budget_s": config.llm_budget_s,
+               "faithfulness": described.faithfulness()}
     embeddings = {"items.unified": unified.vectors,
                   "items.unified.present": unified.present.astype(np.uint8),
                   "users.profile": profiles.vectors,
@@ -243,12 +275,33 @@ def run_describe_stage(catalog: Catalog, split: pd.DataFrame, train: sp.csr_matr
     _print(results, console, k)
     # what the models train on: each item's route decides its representation (not JSON)
     results["_routed"] = {"item_features": routed_views, "weights": routed_weights,
-                          "user_features": user_routed}
+                          "user_features": user_routed, "item_texts": unified_item_texts(described)}
     return results
 
 
+def unified_item_texts(described: DescribedCatalog) -> list[str]:
+    """What text models read per item: its own text with its picture and sound words (the
+    template), followed by the LLM's description where the LLM wrote one."""
+    from fuserec.describe.prompts import item_template
+
+    out = []
+    for own, image, audio, gen in zip(described.own, described.image, described.audio,
+                                      described.unified, strict=True):
+        text = item_template(own, image, audio)
+        out.append(f"{text} {gen.text}".strip() if gen.source == "llm" else text)
+    return out
+
+
 def _print(results: Mapping[str, Any], console: Console, k: int) -> None:
-    counts = results["router"]
+    counts, llm = results["router"], results["llm"]
+    if results.get("llm_backend"):
+        budget = sum(f.get("budget_fallbacks", 0)
+                     for f in (results.get("faithfulness") or {}).values())
+        console.print(f"LLM wrote {llm['item_llm']} item descriptions and {llm['user_llm']} "
+                      f"user profiles in {results['llm_seconds']:.0f} s"
+                      f"{_budget_words(results.get('llm_budget_s'))}; "
+                      f"{llm['item_fallback'] + llm['user_fallback']} fell back to templates "
+                      f"({budget} because the budget ran out)")
     console.print(f"router (threshold {_threshold_words(results['threshold'])}): "
                   f"{counts[TEXT]} items took "
                   f"text fusion, {counts[FEATURE]} feature fusion")
@@ -260,6 +313,32 @@ def _print(results: Mapping[str, Any], console: Console, k: int) -> None:
     for item in results["shown_items"]:
         console.print(f"[bold]{item['id']}[/] ({item['route']}, "
                       f"{item['unified']['source']}): {item['unified']['text']}")
+
+
+def _budget_words(budget: float | None) -> str:
+    return "" if budget is None else f" of a {budget:g} s budget (`--llm-budget`)"
+
+
+def _faithfulness_lines(faith: Mapping[str, Any]) -> list[str]:
+    """The report's table of the checker's verdicts per kind of text."""
+    rows = [(kind, f) for kind, f in faith.items() if f.get("answered")]
+    if not rows:
+        return []
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.0f}%"
+
+    lines = ["Every LLM answer restates facts it was given (own text, picture labels and "
+             "colours, transcript or sound words, attributes; a user's own words and chosen "
+             "items); the checker drops each sentence with a content word or number the facts "
+             "do not support, and an answer with nothing left falls back to the template.", "",
+             "| texts | answered | kept | unsupported sentences (before the checker) | "
+             "coverage of facts | main modality complete | budget ran out |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for kind, f in rows:
+        lines.append(f"| {kind} | {f['answered']} | {f['kept']} ({pct(f['kept_share'])}) | "
+                     f"{pct(f['unsupported_rate_raw'])} | {pct(f['coverage_mean'])} | "
+                     f"{pct(f['main_modality_complete_share'])} | {f['budget_fallbacks']} |")
+    return [*lines, ""]
 
 
 def _threshold_words(threshold: float) -> str:
@@ -288,12 +367,14 @@ def report_section(results: Mapping[str, Any], k: int) -> str:
     lines = ["", "## Describe: every modality as text, and the consistency router", "",
              f"Images became ImageNet labels and colour words, clips a transcript or acoustic "
              f"words. Unified descriptions: {llm['item_llm']} written by the LLM "
-             f"(`{results['llm_backend']}`, for the items shown below), "
+             f"(`{results['llm_backend']}`), "
              f"{llm['item_template'] + llm['item_fallback']} by the template "
              f"({llm['item_fallback']} of them after an LLM answer failed the checks or the "
              f"time budget ran out); user profiles: {llm['user_llm']} by the LLM, "
              f"{llm['user_template'] + llm['user_fallback']} by the template. "
-             f"LLM time {results['llm_seconds']:.0f} s.", "",
+             f"LLM time {results['llm_seconds']:.0f} s"
+             f"{_budget_words(results.get('llm_budget_s'))}.", "",
+             *_faithfulness_lines(results.get("faithfulness") or {}),
              f"Router threshold **{_threshold_words(results['threshold'])}** "
              f"({'chosen on validation' if results['validation_ndcg'] else 'configured'}): "
              f"**{counts['text']}** items took text fusion, **{counts['feature']}** feature "

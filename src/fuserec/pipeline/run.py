@@ -28,6 +28,7 @@ from fuserec.data.matrix import interaction_matrix
 from fuserec.data.splits import SPLIT, published_split, random_split_per_user
 from fuserec.data.synthetic import DemoCatalogSpec, generate_demo_catalog
 from fuserec.encode import DEFAULT_ENCODERS, EmbeddingCache, encode_catalog, get_encoder
+from fuserec.encode.text import default_model_path
 from fuserec.evaluate.ranking import evaluate_ranking
 from fuserec.evaluate.report import render_report
 from fuserec.evaluate.selection import AUTO_CANDIDATES, cold_items, select_models
@@ -51,8 +52,11 @@ class PipelineConfig:
     models: tuple[str, ...] = AUTO_CANDIDATES
     #: share of items held out of training entirely to measure the served model on cold items
     cold_item_fraction: float = 0.1
-    #: wall-clock budget of each learned model's training (it keeps its best epoch so far)
+    #: wall-clock cap of each learned model's training (it keeps its best epoch so far)
     model_seconds: float | None = 300.0
+    #: seconds for all gradient-trained candidates together, shared as they start (the
+    #: closed-form ones are not counted); None: no shared budget
+    train_budget: float | None = 150.0
     seed: int = 0
     encoders: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ENCODERS))
     encoder_options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -149,19 +153,31 @@ def run_pipeline(catalog_root: Path, out: Path, config: PipelineConfig | None = 
     user_features = {m: v for m, v in user_views.items() if m in present_modalities}
     # content-cosine reads text/image/audio by default; precomputed views join it explicitly
     content_params: dict[str, Any] = {"modalities": present_modalities}
+    item_texts = catalog.item_texts()
     if describe_results is not None:
         # the router feeds the models: text-path items are represented by their embedded
         # description, feature-path items by their modality features
         routed = describe_results.pop("_routed")
         item_features, user_features = routed["item_features"], routed["user_features"]
+        item_texts = routed["item_texts"]
         content_params = {"modalities": list(item_features), "weights": routed["weights"]}
     dataset = Dataset("catalog", train, validation, test, item_features=item_features,
                       user_ids=np.asarray(user_ids), item_ids=np.asarray(item_ids),
-                      user_features=user_features)
+                      user_features=user_features, item_texts=item_texts,
+                      user_texts=catalog.user_texts() if len(user_ids) else None)
+    # text models fine-tune the pipeline's own text encoder where it is a model folder, and
+    # cache its frozen layers' states beside the embedding cache
+    text_params: dict[str, Any] = {"cache_dir": str(Path(cache.root) / "textfusion")} \
+        if cache.root else {}
+    text_path = getattr(encoders.get("text"), "model_path", None)
+    if text_path is not None and Path(text_path) != _packaged_text_model():
+        text_params["model_path"] = str(text_path)  # the packaged MiniLM needs no path
     selection = select_models(dataset, config.models, config.ks, seed=config.seed,
                               progress=config.progress, model_seconds=config.model_seconds,
+                              train_budget=config.train_budget,
                               log=lambda msg: console.print(f"[dim]{msg}"),
-                              params={"content-cosine": content_params})
+                              params={"content-cosine": content_params,
+                                      "textfusion": text_params})
     console.print(selection.table(config.ks[0]))
     served = selection.chosen
     console.print(f"serving [bold]{served.name}[/] (best validation {selection.metric})")
@@ -245,6 +261,13 @@ def run_demo(out: Path, spec: DemoCatalogSpec | None = None, config: PipelineCon
     generate_demo_catalog(catalog_dir, spec, progress=config.progress if config else True)
     console.print(f"{spec.n_items} items, {spec.n_users} users in {catalog_dir}")
     return run_pipeline(catalog_dir, out, config, console)
+
+
+def _packaged_text_model() -> Path | None:
+    try:
+        return default_model_path()
+    except ImportError:  # no packaged MiniLM: any text model folder is named explicitly
+        return None
 
 
 def _append_section(report: Path, section: str) -> None:

@@ -29,18 +29,27 @@ from fastapi.openapi.docs import (
     get_swagger_ui_html,
     get_swagger_ui_oauth2_redirect_html,
 )
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+)
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fuserec.data.schema import AUDIO, IMAGES
-from fuserec.index.filters import AttributeFilter, FilterError, parse_filters
+from fuserec.index.filters import MULTI_VALUE, AttributeFilter, FilterError, parse_filters
 from fuserec.serve.journal import fsync_dir
 from fuserec.serve.schemas import (
     AttributeOut,
     ErrorOut,
     FeedbackIn,
     FeedbackOut,
+    FeedbackRemovedOut,
     HealthOut,
     ItemOut,
     ItemsPage,
@@ -49,6 +58,7 @@ from fuserec.serve.schemas import (
     ScoredItem,
     SearchOut,
     SimilarOut,
+    StatsOut,
     UserDetailOut,
     UserOut,
     UsersPage,
@@ -60,6 +70,7 @@ from fuserec.serve.state import (
     check_upload,
     modality_of_file,
 )
+from fuserec.serve.stats import RecommendationCounter
 
 STATIC = Path(__file__).parent / "static"
 #: Swagger UI and ReDoc bundles shipped in the fastapi-offline wheel (no CDN at run time)
@@ -71,6 +82,9 @@ UPLOAD_FOLDER = "uploads"
 MAX_FIELDS_CHARS = 64 * 1024
 MAX_FIELDS_DEPTH = 16
 _CHUNK = 1 << 16
+#: recommendations from cached scores are ranked on the event loop up to this many items
+#: (copying and ranking 100,000 scores takes about a millisecond); larger ones in the pool
+INLINE_RANK_MAX_ITEMS = 100_000
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut} for code in (400, 401, 404, 409, 413, 422)}
 
@@ -123,10 +137,14 @@ def create_app(artifacts_dir: str | Path | None = None, token: str | None = None
         redoc_url=None,
     )
     app.state.serving = state
+    # what this server recommended, for the overview (memory only; see fuserec.serve.stats)
+    recommended = app.state.recommended = RecommendationCounter(state.n_items)
     app.add_middleware(_BodyLimit, max_bytes=limits.max_request_bytes)
     _install_error_handlers(app)
 
-    def require_token(request: Request) -> None:
+    # async: a plain-def dependency would cost every guarded request a thread-pool round trip
+    # (and under load a wait for a free thread) just to compare two strings
+    async def require_token(request: Request) -> None:
         if token is None:
             return
         header = request.headers.get("authorization", "")
@@ -135,9 +153,9 @@ def create_app(artifacts_dir: str | Path | None = None, token: str | None = None
                                                                  token.encode()):
             raise _Unauthorized()
 
-    def require_read_token(request: Request) -> None:
+    async def require_read_token(request: Request) -> None:
         if reads_need_token:
-            require_token(request)
+            await require_token(request)
 
     item_cache: dict[int, ItemOut] = {}  # items never change once added
 
@@ -216,7 +234,9 @@ def create_app(artifacts_dir: str | Path | None = None, token: str | None = None
                 out.append(AttributeOut(name=name, kind="number", min=float(finite.min()),
                                         max=float(finite.max()), present=int(present.sum())))
             else:
-                values = col[present].astype(str).value_counts().index[:100].tolist()
+                # a value listing several ("Action|Comedy") counts for each of them
+                values = (col[present].astype(str).str.split(MULTI_VALUE).explode().str.strip()
+                          .loc[lambda v: v != ""].value_counts().index[:100].tolist())
                 out.append(AttributeOut(name=name, kind="text", values=values,
                                         present=int(present.sum())))
         return out
@@ -269,33 +289,67 @@ def create_app(artifacts_dir: str | Path | None = None, token: str | None = None
 
     @app.get("/users/{user_id}/recommendations", response_model=RecommendationsOut,
              tags=["users"], dependencies=[Depends(require_read_token)])
-    def recommendations(  # a plain def: the scoring runs in the thread pool, not the loop
+    async def recommendations(
         user_id: str, k: int = k_query,
         diversity: float = Query(0.0, ge=0.0, le=1.0,
                                  description="MMR trade-off: 0 = pure relevance, 1 = most "
                                              "diverse."),
         explain: bool = Query(False, description="Add why each item was recommended."),
         filters: list[str] = filter_query,
-    ) -> RecommendationsOut:
+    ) -> Response:
         """Top-k unseen items for a user (reflects feedback sent since the server started).
         Needs the token when the server has one and was not started with public reads: the
         results and their explanations reveal what the user liked."""
         parsed = _filters(filters)
-        results = state.recommend(user_id, k, diversity, parsed, explain)
-        return RecommendationsOut(user_id=user_id, k=k, diversity=diversity,
-                                  filters=[str(f) for f in parsed], results=scored(results))
+        if (not explain and diversity == 0 and state.n_items <= INLINE_RANK_MAX_ITEMS
+                and state.scores_cached(user_id)):
+            # cached scores: a copy and a top-k (tens of microseconds) cost less than the
+            # thread round trip, whose GIL handoffs with a busy loop made the tail (p99 49
+            # against 114-130 ms under load: BENCHMARKS.md, "Reliability")
+            results = state.recommend(user_id, k, diversity, parsed, explain)
+        else:
+            # computing scores, explanations or MMR takes milliseconds the loop must not wait
+            # for: the thread pool, one round trip (the response is built on the loop; a plain
+            # def would take a second one to validate it)
+            results = await run_in_threadpool(state.recommend, user_id, k, diversity, parsed,
+                                              explain)
+        recommended.add(r["pos"] for r in results)
+        return _json(RecommendationsOut(user_id=user_id, k=k, diversity=diversity,
+                                        filters=[str(f) for f in parsed],
+                                        results=scored(results)))
 
     @app.post("/users/{user_id}/feedback", response_model=FeedbackOut, tags=["users"],
               dependencies=[Depends(require_token)])
-    def feedback(user_id: str, body: FeedbackIn) -> FeedbackOut:
+    async def feedback(user_id: str, body: FeedbackIn) -> Response:
         """Record an interaction. The next recommendations fold it in, no retraining; an
         unknown user id creates a new user."""
-        # a plain def: FastAPI runs it in its thread pool, so concurrent writers wait for the
-        # journal's fsync together (group commit) instead of blocking the event loop in turn
+        # async: the journal's committer thread syncs the write (one fsync for every write
+        # queued meanwhile) and applies it; no thread of the pool waits per request, so
+        # concurrent writers do not queue for threads or wake each other up
         new_user = not state.has_user(user_id)
-        n = state.add_feedback(user_id, body.item_id, body.weight)
-        return FeedbackOut(user_id=user_id, item_id=body.item_id, n_feedback=n,
-                           new_user=new_user)
+        n = await state.add_feedback_async(user_id, body.item_id, body.weight)
+        return _json(FeedbackOut(user_id=user_id, item_id=body.item_id, n_feedback=n,
+                                 new_user=new_user))
+
+    @app.delete("/users/{user_id}/feedback/{item_id}", response_model=FeedbackRemovedOut,
+                tags=["users"], dependencies=[Depends(require_token)])
+    async def remove_feedback(user_id: str, item_id: str) -> FeedbackRemovedOut:
+        """Undo a user's feedback on an item (an "undo" of a like): journaled like feedback, so
+        a restart replays it too. 404 when the user has no feedback on that item; what the
+        catalog's own interactions say about the user stays."""
+        n, weight = await state.remove_feedback_async(user_id, item_id)
+        return FeedbackRemovedOut(user_id=user_id, item_id=item_id, removed_weight=weight,
+                                  n_feedback=n)
+
+    @app.get("/stats", response_model=StatsOut, tags=["service"])
+    async def stats(k: int = k_query) -> StatsOut:
+        """The items this server recommended most often since it started (counted in memory
+        over every recommendation answer; no user is named)."""
+        top = recommended.top(k)
+        return StatsOut(answers=recommended.answers, recommended=recommended.total,
+                        distinct_items=recommended.distinct(),
+                        most_recommended=scored([{"pos": p, "score": float(c)}
+                                                 for p, c in top]))
 
     @app.post("/search", response_model=SearchOut, tags=["search"])
     def search(text: str | None = Form(None, description="A text query."),
@@ -402,6 +456,14 @@ def create_app(artifacts_dir: str | Path | None = None, token: str | None = None
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.mount(DOCS_STATIC_URL, StaticFiles(directory=DOCS_STATIC), name="docs-static")
     return app
+
+
+def _json(model: BaseModel) -> Response:
+    """``model`` as a JSON response, serialized once by pydantic (the route's
+    ``response_model`` still documents it). A returned model is dumped, validated again and
+    serialized by FastAPI: three passes over every item of a recommendation list, on the event
+    loop, for each of the hottest requests."""
+    return Response(model.model_dump_json(by_alias=True), media_type="application/json")
 
 
 def media_url(relative: str) -> str:

@@ -1,17 +1,21 @@
-"""An append-only JSON-lines journal of the server's writes (feedback, new items).
+"""An append-only JSON-lines journal of the server's writes (feedback, undos, new items).
 
 Each write is one line, appended, flushed and fsynced before the server changes its memory, so a
 restart that replays the journal recovers every write it acknowledged (the folder is synced
 too when the file is created).
 
-Writes are committed in groups: a writer puts its line in the open group and waits; whoever finds
-no flush in progress takes the open group and writes all its lines with one ``write`` and one
-``fsync``, then wakes that group's writers (the writers who arrived meanwhile form the next
-group). :meth:`Journal.append` returns only after the fsync that covers its own line, so every
-acknowledged write is on disk, however many writers share an fsync. If the write or fsync of a
-group fails, every writer of that group gets an ``OSError`` (and no other writer does); the file
-is cut back to where the group started, so a write reported as failed is never replayed.
-Group commit can be switched off (one write + fsync per event, one at a time: the baseline of
+Writes are committed in groups by one committer thread: :meth:`Journal.submit` puts a line
+and a callback in the open group and returns at once; the committer takes the open group,
+writes all its lines with one ``write`` and one ``fsync``, then calls the group's callbacks in
+the order their lines were submitted (the lines submitted meanwhile form the next group). So a
+callback runs only after the fsync that covers its own line, however many lines share that
+fsync, and callbacks run one at a time in journal order: the serving state applies each write
+to memory in its callback, so memory changes in the order a replay will repeat. An event loop
+submits without blocking (:meth:`submit`, the server's async endpoints: no thread waits per
+request); :meth:`append` is the blocking form for threads. If the write or fsync of a group
+fails, every callback of that group gets the ``OSError`` (and no other does); the file is cut
+back to where the group started, so a write reported as failed is never replayed. Group commit
+can be switched off (one write + fsync per event, one at a time: the baseline of
 ``benchmarks/serve_load.py``) with ``Journal(..., group_commit=False)`` or the environment
 variable ``FUSEREC_JOURNAL_GROUP_COMMIT=0``.
 
@@ -23,16 +27,22 @@ anywhere else means the file was damaged or edited, and replay stops with its li
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 #: environment variable: "0" switches group commit off (see the module docstring)
 GROUP_COMMIT_ENV = "FUSEREC_JOURNAL_GROUP_COMMIT"
+#: seconds an idle committer thread waits for work before it exits (the next submit restarts it)
+COMMITTER_IDLE_S = 5.0
+
+#: called by the committer once a line is on disk (None) or could not be written (the error)
+Done = Callable[[BaseException | None], None]
 
 
 class JournalError(ValueError):
@@ -40,20 +50,20 @@ class JournalError(ValueError):
 
 
 class _Group:
-    """Lines committed together by one write + fsync, and how that went."""
+    """Lines committed together by one write + fsync, with their callbacks."""
 
-    __slots__ = ("done", "error", "lines")
+    __slots__ = ("done", "lines")
 
     def __init__(self) -> None:
         self.lines: list[bytes] = []
-        self.done = False
-        self.error: BaseException | None = None
+        self.done: list[Done] = []
 
 
 class Journal:
     """Appends events to ``path`` (created on first write) and replays them in order.
 
-    :meth:`append` is thread-safe and commits concurrent appends in groups (module docstring).
+    :meth:`submit` and :meth:`append` are thread-safe and commit concurrent writes in groups
+    (module docstring).
     """
 
     def __init__(self, path: str | os.PathLike[str], group_commit: bool | None = None) -> None:
@@ -63,48 +73,76 @@ class Journal:
         self.group_commit = group_commit
         self._lock = threading.Lock()  # the file: torn-tail repair and group writes
         self._tail_checked = False
-        self._cond = threading.Condition(threading.Lock())  # the groups
+        self._cond = threading.Condition(threading.Lock())  # the open group, the committer
         self._open: _Group | None = None  # lines waiting for the next flush
-        self._flushing = False
+        self._committer: threading.Thread | None = None
         self._broken: str | None = None  # a failed group could not be cut off the file
+
+    def submit(self, event: Mapping[str, Any], done: Done) -> None:
+        """Queue ``event`` for the next group commit and return at once.
+
+        ``done(None)`` is called on the committer thread once the line is on disk (fsynced),
+        ``done(error)`` if it could not be written; callbacks run one at a time, in submit
+        order, and should be quick (the next group waits for them). A ``done`` that raises is
+        ignored. Refuses events that are not JSON (ValueError / TypeError) before queueing.
+        """
+        line = (json.dumps(event, separators=(",", ":"), allow_nan=False) + "\n").encode()
+        with self._cond:
+            if self._open is None:
+                self._open = _Group()
+            self._open.lines.append(line)
+            self._open.done.append(done)
+            if self._committer is None:
+                self._committer = threading.Thread(target=self._commit_loop,
+                                                   name=f"journal-committer {self.path.name}",
+                                                   daemon=True)
+                self._committer.start()
+            else:
+                self._cond.notify()
 
     def append(self, event: Mapping[str, Any]) -> None:
         """Write ``event`` as one line; returns once it is on disk (fsynced), else OSError."""
-        line = (json.dumps(event, separators=(",", ":"), allow_nan=False) + "\n").encode()
-        if not self.group_commit:  # the baseline: every event alone, one after the other
-            try:
-                self._write_group([line])
-            except BaseException as exc:
-                raise self._failure(exc) from exc
-            return
-        with self._cond:
-            group = self._open
-            if group is None:
-                group = self._open = _Group()
-            group.lines.append(line)
-            while not group.done:
-                if self._flushing:  # another writer is flushing an earlier group: wait
-                    self._cond.wait()
-                    continue
-                # no flush in progress, so our group is still the open one: flush it
-                todo, self._open = group, None
-                self._flushing = True
-                self._cond.release()
-                try:
-                    error = None
-                    try:
-                        self._write_group(todo.lines)
-                    except BaseException as exc:  # reported to every writer of the group
-                        error = exc
-                finally:
-                    self._cond.acquire()
-                    todo.done, todo.error = True, error
-                    self._flushing = False
-                    self._cond.notify_all()
-        if group.error is not None:  # a new exception per writer, chained to the group's
-            raise self._failure(group.error) from group.error
+        finished = threading.Event()
+        outcome: list[BaseException | None] = []
 
-    def _failure(self, err: BaseException) -> OSError:
+        def done(error: BaseException | None) -> None:
+            outcome.append(error)
+            finished.set()
+
+        self.submit(event, done)
+        finished.wait()
+        if outcome[0] is not None:  # a new exception per writer, chained to the group's
+            raise self.failure(outcome[0]) from outcome[0]
+
+    def _commit_loop(self) -> None:
+        """The committer: flush the open group, call back, repeat; exit when idle."""
+        while True:
+            with self._cond:
+                while self._open is None:
+                    self._cond.wait(COMMITTER_IDLE_S)
+                    if self._open is None:  # idle: end; the next submit starts a new thread
+                        self._committer = None
+                        return
+                group, self._open = self._open, None
+            if self.group_commit:
+                batches = [(group.lines, group.done)]
+            else:  # the baseline: every event alone, one after the other
+                batches = [([line], [done]) for line, done in zip(group.lines, group.done,
+                                                                  strict=True)]
+            for lines, callbacks in batches:
+                error = None
+                try:
+                    self._write_group(lines)
+                except BaseException as exc:  # reported to every writer of the group
+                    error = exc
+                for done in callbacks:
+                    # the state's callbacks catch their own errors; a bug in another caller's
+                    # must not stop the committer, which every later write waits for
+                    with contextlib.suppress(Exception):
+                        done(error)
+
+    def failure(self, err: BaseException) -> OSError:
+        """An OSError for a write that failed with ``err``, naming the journal."""
         if isinstance(err, OSError):
             return OSError(err.errno, f"{err.strerror or err} (journal {self.path})")
         return OSError(f"the journal write failed: {err!r} (journal {self.path})")

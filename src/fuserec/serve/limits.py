@@ -19,8 +19,6 @@ from fuserec.data.validate import ValidationLimits
 
 MODALITY_OF_MEDIA = {IMAGES: "image", AUDIO: "audio"}
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
-#: feedback of one user is journaled and applied under one of these locks (by a hash of the id)
-_USER_LOCK_STRIPES = 64
 
 
 

@@ -154,3 +154,24 @@ class PopularOut(BaseModel):
     """Items by popularity (the score is the item's interaction weight)."""
 
     results: list[ScoredItem]
+
+
+class FeedbackRemovedOut(BaseModel):
+    """What ``DELETE /users/{id}/feedback/{item_id}`` undid."""
+
+    user_id: str
+    item_id: str
+    removed_weight: float = Field(description="The feedback weight the user had on the item, "
+                                              "now removed.")
+    n_feedback: int = Field(description="Feedback interactions the user has left.")
+
+
+class StatsOut(BaseModel):
+    """What the server has recommended since it started (memory only, not persisted)."""
+
+    answers: int = Field(description="Recommendation answers given since the server started.")
+    recommended: int = Field(description="Items recommended in those answers, in total.")
+    distinct_items: int = Field(description="Distinct items among them.")
+    most_recommended: list[ScoredItem] = Field(
+        description="The items recommended most often; the score is how often. Empty before "
+                    "the first recommendation.")

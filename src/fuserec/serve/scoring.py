@@ -16,6 +16,7 @@ import scipy.sparse as sp
 from fuserec.fuse.base import View
 from fuserec.fuse.normalize import l2_normalize
 from fuserec.index.filters import AttributeFilter, filter_mask
+from fuserec.models.base import NewItems
 from fuserec.models.rerank import mmr  # the one MMR implementation (also used by evaluate)
 from fuserec.ranking import top_k
 from fuserec.serve.limits import ServeError
@@ -102,16 +103,38 @@ class Scoring:
             history = self._history_row(user_id, row, n_model)
             scores = np.asarray(ranker.score_history(history)[0], np.float32)
         if self.n_items > n_model:
-            vec = self.user_vector(user_id) if user_vec is None else user_vec
-            cosines = self.model.score_vectors(vec[None, :])[0]
-            content = cosines[n_model:self.n_items]
-            mu, sd = float(scores.mean()), float(scores.std()) or 1.0
-            # several new items: their own spread; one: the catalog's cosines give the scale
-            ref = content if self.n_items - n_model > 1 else cosines[:n_model]
-            content = mu + sd * (content - ref.mean()) / (float(ref.std()) or 1.0)
+            history = self._history_row(user_id, row, n_model)
+            new = ranker.score_new_items(history, self.new_items(n_model))
+            if new is not None:
+                content = np.asarray(new[0], np.float32)
+            else:  # no content side: the content model's scores on this model's scale
+                vec = self.user_vector(user_id) if user_vec is None else user_vec
+                cosines = self.model.score_vectors(vec[None, :])[0]
+                content = cosines[n_model:self.n_items]
+                mu, sd = float(scores.mean()), float(scores.std()) or 1.0
+                # several new items: their own spread; one: the catalog's cosines the scale
+                ref = content if self.n_items - n_model > 1 else cosines[:n_model]
+                content = mu + sd * (content - ref.mean()) / (float(ref.std()) or 1.0)
             scores = np.concatenate([scores, content.astype(np.float32)])
         self._user_scores[user_id] = scores
         return scores
+
+    def new_items(self, n_model: int) -> NewItems:
+        """The items added while serving (positions ``n_model`` on), as the served model's
+        content side reads them: raw views per modality (absent rows zero) and texts."""
+        views_per_item = self.new_item_views[-(self.n_items - n_model):] \
+            if self.n_items > n_model else []
+        n = len(views_per_item)
+        dims = {m: len(v) for views in views_per_item for m, v in views.items()}
+        views = {}
+        for m, d in dims.items():
+            vectors = np.zeros((n, d), np.float32)
+            present = np.zeros(n, bool)
+            for i, item in enumerate(views_per_item):
+                if m in item and len(item[m]) == d:
+                    vectors[i], present[i] = item[m], True
+            views[m] = View(vectors, present)
+        return NewItems(views, list(self.item_texts[n_model:self.n_items]))
 
     def _history_row(self, user_id: str, row: int | None, n_items: int,
                      model: Any = None) -> sp.csr_matrix:
@@ -258,8 +281,41 @@ class Scoring:
         """Items nearest to a text / image / audio query."""
         self.check_k(k)
         allow = self.allow_mask(filters)
+        trained = self.text_model() if text and text.strip() and not files else None
+        if trained is not None:
+            return self._text_search(trained, text, k, allow)
         query = self.query_vector(text, files)
         p, s = self.index.search(query, k, allow=allow)
         return [{"pos": int(a), "score": float(b)} for a, b in zip(p[0], s[0], strict=True)
                 if a >= 0]
 
+    # -- text search through a trained text encoder ------------------------------------------
+    def text_model(self) -> Any | None:
+        """The served model, or a member of a served blend, whose encoder was trained on the
+        interactions and embeds text in its own item space (``encode_texts``), or None."""
+        if self.ranker is None:
+            return None
+        for model in (self.ranker, *getattr(self.ranker, "members", ())):
+            if callable(getattr(model, "encode_texts", None)):
+                return model
+        return None
+
+    def _text_search(self, model: Any, text: str, k: int,
+                     allow: np.ndarray | None) -> list[dict[str, Any]]:
+        """A text query ranked by the trained encoder: the query's item-space vector against
+        the model's item vectors, and against items added while serving (their texts)."""
+        if len(text) > self.limits.max_text_chars:
+            raise ServeError(f"the query text is {len(text)} characters long; the limit is "
+                             f"{self.limits.max_text_chars}", 422)
+        query = model.encode_texts([text.strip()])[0]
+        items = np.asarray(model.item_vectors(), np.float32)
+        scores = items @ query
+        if self.n_items > len(items):
+            new = model.encode_texts(list(self.new_items(len(items)).texts))
+            scores = np.concatenate([scores, new @ query])
+        scores = scores[None, :self.n_items].astype(np.float32)
+        if allow is not None:
+            scores[0, ~np.asarray(allow, bool)[:scores.shape[1]]] = -np.inf
+        p, s = top_k(scores, k)
+        return [{"pos": int(a), "score": float(b)} for a, b in zip(p[0], s[0], strict=True)
+                if a >= 0 and np.isfinite(b)]

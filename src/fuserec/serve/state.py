@@ -49,7 +49,6 @@ from fuserec.index import DEFAULT_INDEX, VectorIndex, build_index
 from fuserec.models.rerank import mmr  # noqa: F401  (one MMR implementation, shared)
 from fuserec.serve.journal import Journal
 from fuserec.serve.limits import (  # noqa: F401  (the serving API imports them from here)
-    _USER_LOCK_STRIPES,
     MODALITY_OF_MEDIA,
     ServeError,
     ServeLimits,
@@ -85,13 +84,14 @@ class ServingState(Scoring, Writes, Presentation):
         self._user_scores: dict[str, np.ndarray] = {}
         #: a blend's per-member shares of each user's scores (explanations), until feedback
         self._member_shares: dict[str, dict[str, np.ndarray]] = {}
+        #: raw per-modality vectors of the items added while serving (the served model's
+        #: content side scores them), in position order after the catalog's items
+        self.new_item_views: list[dict[str, np.ndarray]] = []
         self.limits = limits or ServeLimits()
         self.catalog_root = artifacts.catalog_root
+        # held only to change memory: writes are applied under it by the journal's committer,
+        # in journal order, after their fsync (fuserec.serve.writes), never across the fsync
         self._lock = threading.RLock()
-        # feedback of one user goes through one stripe (journal order == memory order for that
-        # user) while other users' writes share the journal's group commit instead of queueing
-        # behind the global lock for every fsync
-        self._user_locks = [threading.Lock() for _ in range(_USER_LOCK_STRIPES)]
         self._pending_items: set[str] = set()  # ids reserved by adds in progress
         self._encoders: dict[str, Any] = dict(encoders or {})
         self._encoder_lock = threading.Lock()
@@ -170,6 +170,12 @@ class ServingState(Scoring, Writes, Presentation):
 
     def has_user(self, user_id: str) -> bool:
         return user_id in self.user_row or user_id in self.feedback
+
+    def scores_cached(self, user_id: str) -> bool:
+        """Whether the served model's scores of every item for ``user_id`` are cached and
+        current: ranking them is then a copy, masks and a top-k, no model call."""
+        cached = self._user_scores.get(user_id)
+        return self.ranker is not None and cached is not None and len(cached) == self.n_items
 
     def seen_positions(self, user_id: str) -> np.ndarray:
         """Items the user has interacted with (catalog interactions and feedback)."""

@@ -3,10 +3,12 @@ take effect and replayed on start."""
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Iterator, Mapping, Sequence
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -21,15 +23,35 @@ from fuserec.fuse.base import View
 from fuserec.serve.journal import JournalError
 from fuserec.serve.limits import (
     _ID_PATTERN,
-    _USER_LOCK_STRIPES,
     ServeError,
     _media_columns,
     check_item_id,
 )
 
+T = TypeVar("T")
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    """Hand a committed write's outcome to its coroutine (on the event loop's thread)."""
+    if future.done():  # the request was cancelled meanwhile
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
 
 class Writes:
-    """Mixin of :class:`~fuserec.serve.state.ServingState`: everything that changes it."""
+    """Mixin of :class:`~fuserec.serve.state.ServingState`: everything that changes it.
+
+    Every write is checked, then committed: with a journal, its line is queued for the next
+    group commit and its change to memory is applied by the journal's committer thread right
+    after the fsync that covers the line, under the state's lock, in journal order (so memory
+    goes through the same sequence a replay repeats, and no lock is held while the disk
+    syncs). The caller is answered after that: a thread waits (:meth:`add_feedback`), a
+    coroutine awaits without holding a thread (:meth:`add_feedback_async`, the HTTP server's
+    path).
+    """
 
     # -- writes ----------------------------------------------------------------------------
     def add_feedback(self, user_id: str, item_id: str, weight: float = 1.0) -> int:
@@ -38,37 +60,130 @@ class Writes:
         Works for users unknown to the catalog: they are created from their feedback alone.
         Returns the number of feedback interactions the user now has.
         """
+        return self._commit(*self._feedback_write(user_id, item_id, weight))
+
+    async def add_feedback_async(self, user_id: str, item_id: str, weight: float = 1.0) -> int:
+        """:meth:`add_feedback` for an event loop: it waits for the fsync without a thread."""
+        return await self._commit_async(*self._feedback_write(user_id, item_id, weight))
+
+    def remove_feedback(self, user_id: str, item_id: str) -> tuple[int, float]:
+        """Undo the feedback ``user_id`` gave ``item_id`` (all of its weight), journaled like
+        feedback so a replay ends in the same state. Interactions of the catalog itself stay.
+
+        Returns (feedback interactions the user has left, the weight removed); ServeError 404
+        when the user has no feedback on that item.
+        """
+        return self._commit(*self._unfeedback_write(user_id, item_id))
+
+    async def remove_feedback_async(self, user_id: str, item_id: str) -> tuple[int, float]:
+        """:meth:`remove_feedback` for an event loop."""
+        return await self._commit_async(*self._unfeedback_write(user_id, item_id))
+
+    def _feedback_write(self, user_id: str, item_id: str, weight: float
+                        ) -> tuple[dict[str, Any], Callable[[], int]]:
+        """Check a feedback write; its journal event and its change to memory."""
         if not _ID_PATTERN.fullmatch(user_id or ""):
             raise ServeError("user ids are 1-128 characters: letters, digits and . _ : @ -", 422)
         if not (0 < weight <= self.limits.max_feedback_weight):
             raise ServeError(f"weight must lie in (0, {self.limits.max_feedback_weight:g}]", 422)
+        pos, weight = self.position(item_id), float(weight)
+        event = {"event": "feedback", "user": user_id, "item": item_id, "weight": weight}
+        return event, lambda: self._apply_feedback(user_id, pos, weight)
+
+    def _unfeedback_write(self, user_id: str, item_id: str
+                          ) -> tuple[dict[str, Any], Callable[[], tuple[int, float]]]:
+        """Check an undo (there is feedback to remove); its journal event and its change."""
         pos = self.position(item_id)
-        stripe = self._user_locks[zlib.crc32(user_id.encode()) % _USER_LOCK_STRIPES]
-        with stripe:  # this user's writes in order; others' are journaled meanwhile (group commit)
-            self._record({"event": "feedback", "user": user_id, "item": item_id,
-                          "weight": float(weight)})
-            with self._lock:  # memory changes only once the journal holds the write
-                return self._apply_feedback(user_id, pos, float(weight))
+        if pos not in self.feedback.get(user_id, {}):  # refused before it reaches the journal
+            raise ServeError(f"user {user_id!r} has no feedback on item {item_id!r} to "
+                             f"remove", 404)
+
+        def apply() -> tuple[int, float]:
+            removed = self.feedback.get(user_id, {}).get(pos)
+            n = self._apply_unfeedback(user_id, pos)
+            if removed is None:  # a concurrent undo of the same like came first (no-op line)
+                raise ServeError(f"user {user_id!r} has no feedback on item {item_id!r} to "
+                                 f"remove", 404)
+            return n, removed
+
+        return {"event": "unfeedback", "user": user_id, "item": item_id}, apply
 
     def _apply_feedback(self, user_id: str, pos: int, weight: float) -> int:
         fb = dict(self.feedback.get(user_id, {}))
         fb[pos] = fb.get(pos, 0.0) + weight
+        self.feedback[user_id] = fb  # a new dict: a reader never sees one half-changed
+        self._forget_user(user_id)
+        return len(fb)
+
+    def _apply_unfeedback(self, user_id: str, pos: int) -> int:
+        """Remove the user's feedback on ``pos`` if there is any (a no-op otherwise, live and
+        in replay alike: two concurrent undos of one like both reach the journal)."""
+        fb = self.feedback.get(user_id)
+        if fb is None or pos not in fb:
+            return len(fb or {})
+        fb = dict(fb)
+        del fb[pos]
+        # an emptied user is kept (with no feedback): the id stays known, as after a like
         self.feedback[user_id] = fb
+        self._forget_user(user_id)
+        return len(fb)
+
+    def _forget_user(self, user_id: str) -> None:
+        """Drop what was computed from the user's history; the next read recomputes it."""
         self._seen_arrays.pop(user_id, None)
         self._user_vectors.pop(user_id, None)
         self._user_scores.pop(user_id, None)
         self._member_shares.pop(user_id, None)
-        return len(fb)
 
-    def _record(self, event: Mapping[str, Any]) -> None:
-        """Append a write to the journal (if any) before it changes memory."""
+    def _commit(self, event: Mapping[str, Any], apply: Callable[[], T]) -> T:
+        """Journal ``event``, then ``apply`` it to memory (see the class docstring); the result
+        of ``apply``. ServeError 503 when the journal cannot be written."""
         if self.journal is None:
-            return
+            with self._lock:
+                return apply()
+        finished = threading.Event()
+        outcome: list[Any] = []
+
+        def done(error: BaseException | None) -> None:  # on the journal's committer thread
+            outcome.extend(self._applied(error, apply))
+            finished.set()
+
+        self.journal.submit(event, done)
+        finished.wait()
+        result, error = outcome
+        if error is not None:
+            raise error
+        return result
+
+    async def _commit_async(self, event: Mapping[str, Any], apply: Callable[[], T]) -> T:
+        """:meth:`_commit` for a coroutine: the event loop goes on while the journal syncs."""
+        if self.journal is None:
+            with self._lock:
+                return apply()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+
+        def done(error: BaseException | None) -> None:  # on the journal's committer thread
+            result, exc = self._applied(error, apply)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+                loop.call_soon_threadsafe(_settle, future, result, exc)
+
+        self.journal.submit(event, done)
+        # applied even if the request is cancelled meanwhile: the line is in the journal
+        return await future
+
+    def _applied(self, error: BaseException | None, apply: Callable[[], T]
+                 ) -> tuple[T | None, BaseException | None]:
+        """Run ``apply`` under the lock once its line is on disk; (result, error)."""
+        if error is not None:
+            assert self.journal is not None
+            return None, ServeError(f"the write could not be recorded in the journal: "
+                                    f"{self.journal.failure(error)}", 503)
         try:
-            self.journal.append(event)
-        except OSError as exc:
-            raise ServeError(f"the write could not be recorded in the journal: {exc}",
-                             503) from None
+            with self._lock:
+                return apply(), None
+        except Exception as exc:  # e.g. ServeError: handed to the caller
+            return None, exc
 
     def _replay(self) -> dict[str, int]:
         """Apply the journal's writes in order; a bad event stops with its line number.
@@ -77,8 +192,9 @@ class Writes:
         any feedback that follows them, so positions come out as they did when served.
         """
         assert self.journal is not None
-        counts = {"feedback": 0, "items": 0}
-        pending: list[tuple[str, dict[str, Any], dict[str, list[str]], np.ndarray]] = []
+        counts = {"feedback": 0, "items": 0}  # "unfeedback" too, once there is one
+        pending: list[tuple[str, dict[str, Any], dict[str, list[str]], np.ndarray,
+                            dict[str, np.ndarray]]] = []
 
         def flush() -> None:
             if pending:
@@ -94,6 +210,11 @@ class Writes:
                     pos = self.position(str(event["item"]))
                     self._apply_feedback(str(event["user"]), pos, float(event["weight"]))
                     counts["feedback"] += 1
+                elif event["event"] == "unfeedback":
+                    flush()
+                    pos = self.position(str(event["item"]))
+                    self._apply_unfeedback(str(event["user"]), pos)
+                    counts["unfeedback"] = counts.get("unfeedback", 0) + 1
                 elif event["event"] == "item":
                     item_id = str(event["id"])
                     if item_id in self.item_pos or any(item_id == p[0] for p in pending):
@@ -103,8 +224,10 @@ class Writes:
                         raise JournalError(f"{where}: item {item_id!r} has a vector of shape "
                                            f"{vector.shape}, this model's are "
                                            f"{self.vectors.shape[1]}-d (other artifacts?)")
+                    views = {str(m): np.asarray(v, np.float32)
+                             for m, v in dict(event.get("views") or {}).items()}
                     pending.append((item_id, dict(event["row"]), _media_columns(event["media"]),
-                                    vector))
+                                    vector, views))
                 else:
                     raise JournalError(f"{where}: unknown event {event['event']!r}")
             except JournalError:
@@ -154,19 +277,26 @@ class Writes:
                 return self.add_item(item_id, fields, media, reserved=True)
         check_item_id(item_id)
         row = self._new_row(item_id, fields, media)
-        vector = self._encode_item(pd.DataFrame([row]))
+        vector, views = self._encode_item(pd.DataFrame([row]))
         media = _media_columns(media)
-        with self._lock:
-            if item_id in self.item_pos:
-                raise ServeError(f"an item with id {item_id!r} already exists", 409)
-            self._record({"event": "item", "id": item_id, "row": row, "media": media,
-                          "vector": [float(x) for x in vector]})
-            return self._insert_items([item_id], [row], [media], [vector])
+        if item_id in self.item_pos:  # reserved, so no other add can insert it meanwhile
+            raise ServeError(f"an item with id {item_id!r} already exists", 409)
+        event = {"event": "item", "id": item_id, "row": row, "media": media,
+                 "vector": [float(x) for x in vector],
+                 "views": {m: [float(x) for x in v] for m, v in views.items()}}
+        # applied in journal order, so positions come out as the replay will give them
+        return self._commit(event, lambda: self._insert_items([item_id], [row], [media],
+                                                              [vector], [views]))
 
     def _insert_items(self, item_ids: list[str], rows: list[dict[str, Any]],
-                      media: list[dict[str, list[str]]], vectors: list[np.ndarray]) -> int:
-        """Append items to the model, index and tables at once; returns the first position."""
+                      media: list[dict[str, list[str]]], vectors: list[np.ndarray],
+                      views: list[dict[str, np.ndarray]]) -> int:
+        """Append items to the model, index and tables at once; returns the first position.
+
+        ``views``: each item's raw per-modality encoder output (the modalities it has), which
+        the served model's content side reads (:meth:`Recommender.score_new_items`)."""
         first = self.n_items
+        self.new_item_views = [*self.new_item_views, *views]
         block = np.stack(vectors).astype(np.float32)
         # the model scores and folds in over its own item matrix: it gets the new items too
         self.model.add_items(block)
@@ -220,11 +350,12 @@ class Writes:
                              422)
         return row
 
-    def _encode_item(self, frame: pd.DataFrame) -> np.ndarray:
+    def _encode_item(self, frame: pd.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The new item's fused content vector, and its raw vector per modality it has."""
         from fuserec.encode import encode_records
 
         fuser = self.model.fuser
-        blocks = {}
+        blocks, raw = {}, {}
         for m in fuser.modalities:
             if m not in self.modalities:  # a precomputed view (no encoder): a zero block
                 continue
@@ -234,5 +365,7 @@ class Writes:
                 raise ServeError(f"the new item's {m} could not be encoded: {view.errors[0][1]}",
                                  422)
             blocks[m] = fuser.normalize(m, View(view.vectors, view.present))
-        return fuser.combine(blocks)[0]
+            if view.present.any():
+                raw[m] = np.asarray(view.vectors[0], np.float32)
+        return fuser.combine(blocks)[0], raw
 

@@ -30,6 +30,10 @@ class Dataset:
     item_ids: np.ndarray | None = None
     #: users' own content views (a bio, an avatar), row-aligned with the users
     user_features: dict[str, View] = field(default_factory=dict)
+    #: each item's unified text (what text models read), row-aligned with the items
+    item_texts: list[str] | None = None
+    #: each user's own text (a bio, a taste profile; may be empty), row-aligned with the users
+    user_texts: list[str] | None = None
 
     def __post_init__(self) -> None:
         shape = self.train.shape
@@ -41,6 +45,10 @@ class Dataset:
             if view.vectors.shape[0] != shape[1]:
                 raise ValueError(
                     f"view {m!r} has {view.vectors.shape[0]} rows for {shape[1]} items")
+        for what, texts, n in (("item_texts", self.item_texts, shape[1]),
+                               ("user_texts", self.user_texts, shape[0])):
+            if texts is not None and len(texts) != n:
+                raise ValueError(f"{what} has {len(texts)} rows for {n} records")
         if self.user_ids is None:
             self.user_ids = np.arange(shape[0])
         if self.item_ids is None:

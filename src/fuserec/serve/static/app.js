@@ -36,11 +36,19 @@ function showError(text) {
   box.hidden = false;
 }
 
-// a note (confirmation or advice) stays until dismissed or replaced; refreshes do not clear it
-function note(text, kind = "ok") {
+// a note (confirmation or advice) stays until dismissed or replaced; refreshes do not clear it.
+// action: { label, run } adds a button (e.g. Undo) that runs once and closes the note
+function note(text, kind = "ok", action = null) {
   const box = $("#note");
+  const button = box.querySelector(".note-action");
+  button.hidden = !action;
+  button.onclick = null;
   if (!text) { box.hidden = true; return; }
   box.querySelector(".note-text").textContent = text;
+  if (action) {
+    button.textContent = action.label;
+    button.onclick = () => { button.onclick = null; box.hidden = true; action.run(); };
+  }
   box.className = `note ${kind}`;
   box.hidden = false;
   clearTimeout(state.noteTimer); // confirmations go after a while; advice stays until acted on
@@ -73,7 +81,10 @@ function filters() {
     }
   }
   const typed = $("#filter").value.split(/[,;]/).map((s) => s.trim()).filter(Boolean);
-  $("#clear-filters").hidden = !(out.length || typed.length);
+  const active = out.length + typed.length;
+  $("#clear-filters").hidden = !active;
+  // folded away on a phone: the toggle still says that filters are on
+  $("#panel-toggle-label").textContent = `Filters & options${active ? ` (${active} on)` : ""}`;
   return out.concat(typed);
 }
 
@@ -169,7 +180,7 @@ function explanationNode(exp) {
     seg.style.width = `${pct}%`;
     bar.append(seg);
     if (pct >= 0.5) {
-      const key = el("i"); key.style.background = `var(--${m})`;
+      const key = el("i"); key.style.background = `var(--${m}, #94a3b8)`; // own features: grey
       legend.append(el("span", {}, key, `${MOD_LABEL[m] || m} ${Math.round(pct)}%`));
     }
   }
@@ -205,15 +216,17 @@ function card(item, opts = {}) {
   const line = node.querySelector(".scoreline");
   if (opts.score === undefined || opts.score === null) line.remove();
   else {
+    const value = opts.count ? `${Math.round(opts.score)}×` : fmt(opts.score);
     line.append(el("span", { class: "score", title: opts.scoreTitle || "" },
-      `${opts.scoreLabel || "score"} ${fmt(opts.score)}`));
+      `${opts.scoreLabel || "score"} ${value}`));
     if (opts.weak) line.append(el("span", { class: "weak", "data-testid": "weak" }, "weak match"));
   }
   const rest = item.text.startsWith(item.title) ? item.text.slice(item.title.length).replace(/^\.\s*/, "") : item.text;
   node.querySelector(".text").textContent = rest;
   const chips = node.querySelector(".chips");
   for (const [k, v] of Object.entries(item.attributes)) {
-    if (v !== null && v !== "") chips.append(el("span", { class: "chip" }, `${k} ${v}`));
+    // several values ("Action|Comedy") read as a list
+    if (v !== null && v !== "") chips.append(el("span", { class: "chip" }, `${k} ${String(v).split("|").join(", ")}`));
   }
   if (item.audio.length) {
     const audio = el("audio", { controls: "", preload: "none", src: item.audio[0] });
@@ -262,9 +275,25 @@ async function loadOverview() {
     stat("Attributes", h.attributes.join(", ") || "none"),
   );
   try {
-    const data = await api("/items/popular?k=6");
-    fill($("#overview-popular"), data.results, "No items.",
-      { scoreLabel: "popularity", scoreTitle: "How much users interacted with the item" });
+    // what this server recommended most; before its first recommendation, the popular items
+    const stats = await api("/stats?k=6");
+    if (stats.most_recommended.length) {
+      $("#overview-title").textContent = "Most recommended items";
+      $("#overview-sub").textContent = `Counted over the ${stats.answers} recommendation `
+        + `answer${stats.answers === 1 ? "" : "s"} this server gave since it started `
+        + `(${stats.distinct_items} different items).`;
+      fill($("#overview-popular"), stats.most_recommended, "No items.", {
+        scoreLabel: "recommended", count: true,
+        scoreTitle: "How often the server recommended the item since it started",
+      });
+    } else {
+      const data = await api("/items/popular?k=6");
+      $("#overview-title").textContent = "Most popular items";
+      $("#overview-sub").textContent = "Nothing has been recommended since the server "
+        + "started, so these are the most popular items (most interacted with).";
+      fill($("#overview-popular"), data.results, "No items.",
+        { scoreLabel: "popularity", scoreTitle: "How much users interacted with the item" });
+    }
   } catch (e) { showError(e.message); }
 }
 
@@ -336,7 +365,14 @@ function renderHistory(u) {
     row.append(el("span", { class: "hist-title" }, it.title));
     if (it.fresh) row.append(el("span", { class: "liked-tag" }, "♥ liked now"));
     row.addEventListener("click", () => showDetail(it.id));
-    list.append(row);
+    const wrap = el("div", { class: "hist-row" }, row);
+    if (it.fresh) { // a button next to the row, not inside it (no button within a button)
+      const undo = el("button", { class: "undo linkish", type: "button", "data-testid": "history-undo",
+        title: `Undo the like of “${it.title}”`, "aria-label": `Undo the like of ${it.title}` }, "Undo");
+      undo.addEventListener("click", () => unlike(it, undo));
+      wrap.append(undo);
+    }
+    list.append(wrap);
   }
   section.hidden = false;
 }
@@ -398,6 +434,7 @@ async function refreshForYou() {
 
 function needToken(text) {
   note(text, "info");
+  foldPanel(false);
   $("#token-box").open = true;
   $("#token").focus();
 }
@@ -415,12 +452,30 @@ async function like(item, button) {
     });
     button.classList.add("done");
     button.textContent = "♥ Liked";
-    (state.liked[state.user] = state.liked[state.user] || []).unshift(item);
-    note(`♥ Liked “${item.title}” for ${state.user}. It is now in the history, and the recommendations are updated.`);
+    const user = state.user;
+    (state.liked[user] = state.liked[user] || []).unshift(item);
+    note(`♥ Liked “${item.title}” for ${user}. It is now in the history, and the recommendations are updated.`,
+      "ok", { label: "Undo", run: () => unlike(item, null, user) });
     await refreshForYou();
   } catch (e) {
     button.disabled = false;
     if (e.status === 401) needToken("The server did not accept the token: check it in the Token box on the left.");
+    else showError(e.message);
+  }
+}
+
+// undo a like: the server forgets that feedback (journaled), the item may be recommended again
+async function unlike(item, button, user = state.user) {
+  if (button) button.disabled = true;
+  try {
+    await api(`/users/${encodeURIComponent(user)}/feedback/${encodeURIComponent(item.id)}`,
+      { method: "DELETE" });
+    state.liked[user] = (state.liked[user] || []).filter((x) => x.id !== item.id);
+    note(`Undone: “${item.title}” is no longer liked by ${user}.`);
+    if (user === state.user) await refreshForYou();
+  } catch (e) {
+    if (button) button.disabled = false;
+    if (e.status === 401) needToken("Undoing needs the server's token: check it in the Token box.");
     else showError(e.message);
   }
 }
@@ -525,6 +580,12 @@ function switchTab(name) {
   if (name === "overview") loadOverview();
 }
 
+// the options fold away on a phone only (the stylesheet ignores the state on wider screens)
+function foldPanel(folded) {
+  $("#panel").classList.toggle("open", !folded);
+  $("#panel-toggle").setAttribute("aria-expanded", String(!folded));
+}
+
 function debounced(fn, ms = 200) {
   return () => { clearTimeout(state.timer); state.timer = setTimeout(fn, ms); };
 }
@@ -549,6 +610,7 @@ async function main() {
   $("#qfile-remove").addEventListener("click", () => { $("#qfile").value = ""; showFile(); $("#q").focus(); });
   $("#more").addEventListener("click", () => loadCatalog());
   $("#note .note-close").addEventListener("click", () => note(""));
+  $("#panel-toggle").addEventListener("click", () => foldPanel($("#panel").classList.contains("open")));
   $("#token").value = localStorage.getItem(TOKEN_KEY) || "";
   $("#token").addEventListener("input", () => {
     const t = $("#token").value.trim();
