@@ -195,7 +195,9 @@ def test_long_whitespace_filter_is_422_through_http_fast(client):
         status, body = _asgi_get(client.app, "/items", query + b"&limit=1")
         elapsed = time.perf_counter() - t0
         assert status == 422 and "at most 512 characters" in body["error"]
-        assert elapsed < 0.1
+        # linear parsing answers in milliseconds; the bound leaves room for a loaded machine
+        # and still fails the quadratic parse (seconds at this length)
+        assert elapsed < 0.5
 
 
 def test_a_500_character_filter_parses_fast_and_right():

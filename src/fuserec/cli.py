@@ -362,8 +362,9 @@ def serve(
     sys.setswitchinterval(SERVE_SWITCH_INTERVAL_S)
     try:
         uvicorn.run(web, host=host, port=port, log_level="warning")
-    finally:  # a caller in the same process (a test) gets its own setting back
+    finally:  # a caller in the same process (a test) gets its own settings back
         sys.setswitchinterval(previous)
+        gc.unfreeze()
 
 
 def _is_loopback(host: str) -> bool:
