@@ -81,6 +81,9 @@ def test_save_load_gives_identical_scores_and_the_same_encoder(tmp_path):
     assert isinstance(again, TextFusion) and again.negatives == model.negatives
     users = np.arange(N_USERS)
     np.testing.assert_array_equal(model.score(users), again.score(users))
+    again.save(tmp_path / "m2")  # a loaded model saves its encoder without rebuilding it
+    assert again._top is None
+    again = Recommender.load(tmp_path / "m2")
     np.testing.assert_allclose(model.encode_texts(["a trip to the moon"]),
                                again.encode_texts(["a trip to the moon"]), atol=1e-6)
     new = NewItems({}, ["a trip to the moon", "a wedding in june"])
