@@ -192,15 +192,25 @@ def test_model_payload_round_trip_and_local_recommend_all(catalog, tmp_path: Pat
 
 # -- Ray with the tiny encoders ----------------------------------------------------------
 def test_ray_map_batches_uses_both_workers(ray_local) -> None:
+    import ray.data
+
     engine = get_engine("ray", workers=2)
     assert engine.workers == 2
     n = 64
     rows, ys, pids = [], [], set()
-    for out in engine.map_batches({"row": np.arange(n), "x": np.arange(n, dtype=float)},
-                                  BatchFnSpec(Square, (0.5,)), 4):
-        rows.append(out["row"])
-        ys.append(out["y"])
-        pids.update(out["pid"].tolist())
+    # Ray Data hands blocks to whichever actor is up first; on a loaded machine the second
+    # one can start after the first has done everything. Gate the start on both actors, so
+    # the test checks the engine's fan-out and not the machine's start-up timing.
+    context = ray.data.DataContext.get_current()
+    waited, context.wait_for_min_actors_s = context.wait_for_min_actors_s, 120
+    try:
+        for out in engine.map_batches({"row": np.arange(n), "x": np.arange(n, dtype=float)},
+                                      BatchFnSpec(Square, (0.5,)), 4):
+            rows.append(out["row"])
+            ys.append(out["y"])
+            pids.update(out["pid"].tolist())
+    finally:
+        context.wait_for_min_actors_s = waited
     order = np.argsort(np.concatenate(rows))
     np.testing.assert_array_equal(np.concatenate(rows)[order], np.arange(n))
     np.testing.assert_allclose(np.concatenate(ys)[order], np.arange(n) ** 2 + 0.5)
